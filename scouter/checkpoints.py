@@ -1,0 +1,390 @@
+"""Saving and safely loading models: our checkpoints and the original SCOUTER ones.
+
+Formats read by :func:`load_model`:
+
+* **Lightning checkpoints** written by :class:`scouter.training.ScouterModule` (``.ckpt``): the
+  model config is stored under ``checkpoint["scouter_model_config"]``, weights under
+  ``state_dict`` with the ``model.`` prefix.
+* **safetensors exports** written by :func:`save_model`: ``<name>.safetensors`` with the config in
+  its metadata and in a sidecar ``<name>.json``.
+* **original SCOUTER checkpoints** (``wbw520/scouter`` ``train.py``): ``{model, optimizer,
+  lr_scheduler, epoch, args}`` with ``args`` an ``argparse.Namespace`` (SPEC Part B §7); converted
+  per SPEC §7.3: backbone keys lose ``backbone.`` and go to timm, head keys go to
+  :class:`XSlotHead` (``slot.to_q`` is unused by the model and dropped), ``K``/``s``/``e`` come from
+  ``args``.
+* **bare state_dicts** in either key layout, with the config passed as options.
+
+Checkpoints are untrusted input: every torch file is read with ``weights_only=True`` and only
+``argparse.Namespace`` allow-listed; anything else pickled inside is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from scouter.models.classifier import Classifier, ModelConfig, build_classifier
+
+LIGHTNING_CONFIG_KEY = "scouter_model_config"
+LIGHTNING_MODEL_PREFIX = "model."
+SAFE_GLOBALS = [argparse.Namespace]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used (unsafe, unknown layout, or not matching the model)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint pickles an object outside the allow-list."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Keys or shapes of a checkpoint do not match the model; every offending key is named."""
+
+
+# --- safe reading -------------------------------------------------------------------------------
+
+
+def safe_torch_load(path: str | os.PathLike) -> Any:
+    """``torch.load`` with ``weights_only=True`` and only ``argparse.Namespace`` allow-listed.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file pickles any other object (the object is named).
+        CheckpointError: the file is not a readable torch checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        message = str(err)
+        detail = next(
+            (line.strip() for line in message.splitlines() if "Unsupported global" in line),
+            message.splitlines()[0] if message else "unknown object",
+        )
+        raise UnsafeCheckpointError(
+            f"refusing to load {str(path)!r}: it contains a pickled object outside the allow-list "
+            f"(tensors, plain containers, argparse.Namespace) — {detail}. Loading it would run "
+            "arbitrary code; re-export the weights as a plain state_dict or safetensors."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint: {err}") from err
+
+
+# --- strict state_dict loading with named errors ------------------------------------------------
+
+
+def load_state_dict_checked(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Load ``state`` into ``module`` strictly, naming every missing, unexpected or mis-shaped key.
+
+    Nothing is loaded unless everything matches (so a failed load leaves ``module`` unchanged).
+    """
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in set(expected) & set(state)
+        if tuple(state[key].shape) != tuple(expected[key].shape)
+    )
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        ):
+            if keys:
+                shown = ", ".join(keys[:20]) + (
+                    f", … ({len(keys)} in all)" if len(keys) > 20 else ""
+                )
+                parts.append(f"{label}: {shown}")
+        raise CheckpointMismatchError(f"{source} does not match the model — " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+# --- original SCOUTER conversion ----------------------------------------------------------------
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "y", "t")
+    return bool(value)
+
+
+def config_from_original_args(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    """Model config fields from an original ``train.py`` ``args`` namespace (SPEC B §3.1, §7).
+
+    Returns:
+        A dict of :class:`ModelConfig` fields (``backbone``, ``num_classes``, ``head``, …).
+    """
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    for required in ("model", "num_classes"):
+        if required not in values:
+            raise CheckpointError(f"original checkpoint args lack {required!r}")
+    use_slot = _as_bool(values.get("use_slot", True))
+    config: dict[str, Any] = {
+        "backbone": str(values["model"]),
+        "num_classes": int(values["num_classes"]),
+        "head": "xslot" if use_slot else "fc",
+    }
+    if str(values.get("dataset", "")).upper() == "MNIST":
+        config.update(in_chans=1, stem="mnist")
+    if use_slot:
+        config.update(
+            slots_per_class=int(values.get("slots_per_class", 3)),
+            sign=1 if int(values.get("loss_status", 1)) >= 0 else -1,
+            hidden_dim=int(values.get("hidden_dim", 64)),
+            to_k_layers=int(values.get("to_k_layer", 1)),
+        )
+    return config
+
+
+def is_original_state_dict(state: Mapping[str, Any]) -> bool:
+    """Whether keys follow the original layout (``backbone.<timm>``, ``conv1x1``, ``slot.*``)."""
+    keys = list(state)
+    if any(k.startswith("backbone.model.") or k.startswith("head.") for k in keys):
+        return False
+    return any(k.startswith(("backbone.", "slot.", "conv1x1.")) for k in keys)
+
+
+def convert_original_state_dict(
+    state: Mapping[str, torch.Tensor], config: ModelConfig
+) -> dict[str, torch.Tensor]:
+    """Rename an original SCOUTER state_dict to our :class:`Classifier` keys (SPEC B §7.3).
+
+    ``backbone.X`` → ``backbone.model.X`` (``backbone.fc.*`` of FC models → ``head.fc.*``),
+    ``conv1x1.*`` → ``head.conv1x1.*``, ``slot.initial_slots`` → ``head.initial_slots``,
+    ``slot.to_k.*`` → ``head.to_k.*``, ``slot.gru.*_l0`` → ``head.gru.*`` (``nn.GRU`` and
+    ``nn.GRUCell`` share the gate layout), ``slot.to_q.*`` dropped (never used by the model).
+    Unknown keys are kept under their own name so the strict load reports them.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key.startswith("slot.to_q."):
+            continue
+        if key.startswith("backbone.fc.") and config.head == "fc":
+            new = "head.fc." + key.removeprefix("backbone.fc.")
+        elif key.startswith("backbone."):
+            new = "backbone.model." + key.removeprefix("backbone.")
+        elif key.startswith("conv1x1."):
+            new = "head." + key
+        elif key.startswith("slot.gru."):
+            new = "head.gru." + key.removeprefix("slot.gru.").removesuffix("_l0")
+        elif key.startswith("slot."):
+            new = "head." + key.removeprefix("slot.")
+        else:
+            new = key
+        converted[new] = tensor
+    if config.head == "xslot" and "head.initial_slots" in converted:
+        total = converted["head.initial_slots"].shape[1]
+        if total != config.num_classes * config.slots_per_class:
+            raise CheckpointMismatchError(
+                f"initial_slots holds {total} slots but num_classes={config.num_classes} × "
+                f"slots_per_class={config.slots_per_class} = "
+                f"{config.num_classes * config.slots_per_class}"
+            )
+    return converted
+
+
+# --- public save / load -------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename (never a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(model: Classifier, path: str | os.PathLike) -> Path:
+    """Export a classifier as ``<path>.safetensors`` plus its config as ``<path>.json``.
+
+    The config is also embedded in the safetensors metadata, so the weight file alone suffices.
+    Both files are written atomically.
+
+    Returns:
+        The path of the ``.safetensors`` file.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(
+        path, lambda tmp: save_file(state, tmp, metadata={LIGHTNING_CONFIG_KEY: config_json})
+    )
+    _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(config_json + "\n"))
+    return path
+
+
+def _config_with_options(base: Mapping[str, Any], options: Mapping[str, Any]) -> ModelConfig:
+    merged = dict(base)
+    merged.update(options)
+    # A checkpoint already holds the weights: never fetch pretrained backbone weights for it.
+    merged["pretrained"] = False
+    merged["pretrained_file"] = None
+    return ModelConfig.from_dict(merged)
+
+
+def _load_safetensors(path: Path, options: Mapping[str, Any]) -> tuple[ModelConfig, dict]:
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {err}") from err
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        base = json.loads(sidecar.read_text())
+    else:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+        if LIGHTNING_CONFIG_KEY in meta:
+            base = json.loads(meta[LIGHTNING_CONFIG_KEY])
+        elif options:
+            base = {}
+        else:
+            raise CheckpointError(
+                f"{str(path)!r} carries no model config (no {sidecar.name} beside it, none in its "
+                "metadata): pass the config as options, e.g. "
+                "load_model(path, backbone='resnet18', num_classes=10)"
+            )
+    if is_original_state_dict(state):
+        config = _config_with_options(base, options)
+        return config, convert_original_state_dict(state, config)
+    return _config_with_options(base, options), state
+
+
+def _resolve_torch_checkpoint(
+    path: Path, options: Mapping[str, Any]
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    obj = safe_torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
+    if LIGHTNING_CONFIG_KEY in obj:  # ours, written by ScouterModule
+        config = _config_with_options(obj[LIGHTNING_CONFIG_KEY], options)
+        state = {
+            k.removeprefix(LIGHTNING_MODEL_PREFIX): v
+            for k, v in obj["state_dict"].items()
+            if k.startswith(LIGHTNING_MODEL_PREFIX)
+        }
+        return config, state
+    if "model" in obj and isinstance(obj["model"], Mapping):  # original train.py file
+        args = obj.get("args")
+        base = config_from_original_args(args) if args is not None else {}
+        if not base and not options:
+            raise CheckpointError(
+                f"{str(path)!r} looks like an original SCOUTER checkpoint without 'args': pass "
+                "the config as options (backbone=..., num_classes=..., slots_per_class=..., sign=...)"
+            )
+        if args is None and "negative_" in path.name:
+            base["sign"] = -1  # SPEC B §7.1: the file name records SCOUTER− runs
+        config = _config_with_options(base, options)
+        return config, convert_original_state_dict(obj["model"], config)
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        raise CheckpointError(
+            f"{str(path)!r} is a Lightning checkpoint without {LIGHTNING_CONFIG_KEY!r}: it was not "
+            "written by scouter's ScouterModule"
+        )
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):  # bare state_dict
+        if not options:
+            raise CheckpointError(
+                f"{str(path)!r} is a bare state_dict without a config: pass it as options, e.g. "
+                "load_model(path, backbone='resnet18', num_classes=10, slots_per_class=1, sign=1)"
+            )
+        config = _config_with_options({}, options)
+        if is_original_state_dict(obj):
+            return config, convert_original_state_dict(obj, config)
+        return config, dict(obj)
+    raise CheckpointError(
+        f"{str(path)!r}: unknown checkpoint layout (top-level keys: {sorted(map(str, obj))[:10]})"
+    )
+
+
+def load_model(path: str | os.PathLike, **options: Any) -> Classifier:
+    """Load any supported checkpoint as a :class:`Classifier` in eval mode.
+
+    Args:
+        path: a ``.ckpt`` (ours), ``.safetensors`` (ours, or original weights converted to it),
+            an original SCOUTER ``train.py`` checkpoint, or a bare state_dict.
+        **options: :class:`ModelConfig` fields that override (or, for bare files, provide) the
+            stored config, e.g. ``backbone="resnest26d", num_classes=100, sign=-1``.
+
+    Returns:
+        The model in eval mode on CPU.
+
+    Raises:
+        FileNotFoundError, UnsafeCheckpointError, CheckpointMismatchError, CheckpointError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        config, state = _load_safetensors(path, options)
+    else:
+        config, state = _resolve_torch_checkpoint(path, options)
+    model = build_classifier(config)
+    load_state_dict_checked(model, state, f"checkpoint {str(path)!r}")
+    return model.eval()
+
+
+def backbone_state_from_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The backbone weights (timm key names) of any supported checkpoint.
+
+    Used to start SCOUTER training from an FC-stage checkpoint (the reference's ``use_pre``).
+    Config checks are skipped: only backbone keys are read.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+    else:
+        obj = safe_torch_load(path)
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(f"{str(path)!r} is not a checkpoint dict")
+        if LIGHTNING_CONFIG_KEY in obj:
+            state = {
+                k.removeprefix(LIGHTNING_MODEL_PREFIX): v
+                for k, v in obj["state_dict"].items()
+                if k.startswith(LIGHTNING_MODEL_PREFIX)
+            }
+        elif "model" in obj and isinstance(obj["model"], Mapping):
+            state = obj["model"]
+        else:
+            state = obj
+    if is_original_state_dict(state):
+        backbone = {
+            k.removeprefix("backbone."): v
+            for k, v in state.items()
+            if k.startswith("backbone.") and not k.startswith("backbone.fc.")
+        }
+    else:
+        backbone = {
+            k.removeprefix("backbone.model."): v
+            for k, v in state.items()
+            if k.startswith("backbone.model.")
+        }
+    if not backbone:
+        raise CheckpointError(f"{str(path)!r} holds no backbone weights")
+    return backbone

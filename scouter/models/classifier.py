@@ -1,0 +1,167 @@
+"""Classifier = timm backbone + SCOUTER (xSlot) or FC head, built from a ModelConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from scouter.models.backbones import TimmBackbone
+from scouter.models.fc import FCHead
+from scouter.models.xslot import ATTENTION_NORMS, XSlotHead
+
+HeadType = Literal["xslot", "fc"]
+
+
+class ClassifierOutput(NamedTuple):
+    """Prediction and explanation of one forward pass.
+
+    Attributes:
+        logits: ``(B, K)`` raw class scores (log-softmax is the loss's business).
+        attention: ``(B, K, h, w)`` SCOUTER explanation maps (values in ``(0, s)``), or ``None``
+            for the FC baseline.
+        slot_attention: ``(B, K·s, h, w)`` per-slot attention (values in ``(0, 1)``) or ``None``.
+    """
+
+    logits: torch.Tensor
+    attention: torch.Tensor | None = None
+    slot_attention: torch.Tensor | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a Classifier (saved inside every checkpoint).
+
+    Attributes:
+        backbone: timm model name.
+        num_classes: ``K``.
+        head: ``"xslot"`` (SCOUTER) or ``"fc"`` (baseline).
+        slots_per_class: ``s`` (xslot only).
+        sign: ``e``: ``+1`` SCOUTER+, ``-1`` SCOUTER− (xslot only).
+        hidden_dim: ``D`` (xslot only).
+        to_k_layers: key-MLP depth (xslot only).
+        iterations: attention passes (xslot only).
+        attention_norm: ``"reference" | "abs" | "none"`` (xslot only).
+        in_chans: image channels.
+        stem: ``"default"`` or ``"mnist"`` (the reference's 1-channel ResNet stem).
+        pretrained: load the backbone's pretrained weights when building.
+        pretrained_file: local backbone weight file (timm key layout).
+        backbone_kwargs: extra ``timm.create_model`` arguments (e.g. ``img_size`` for ViTs).
+    """
+
+    backbone: str
+    num_classes: int
+    head: HeadType = "xslot"
+    slots_per_class: int = 1
+    sign: int = 1
+    hidden_dim: int = 64
+    to_k_layers: int = 1
+    iterations: int = 3
+    attention_norm: str = "reference"
+    in_chans: int = 3
+    stem: str = "default"
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.head not in ("xslot", "fc"):
+            raise ValueError(f"head must be 'xslot' or 'fc', got {self.head!r}")
+        if int(self.num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes!r}")
+        if self.sign not in (1, -1):
+            raise ValueError(f"sign must be +1 or -1, got {self.sign!r}")
+        if self.attention_norm not in ATTENTION_NORMS:
+            raise ValueError(f"attention_norm must be one of {ATTENTION_NORMS}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a dict, naming unknown keys instead of ignoring them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def variant(self) -> str:
+        """``"fc"``, ``"scouter_pos"`` or ``"scouter_neg"``."""
+        if self.head == "fc":
+            return "fc"
+        return "scouter_pos" if self.sign > 0 else "scouter_neg"
+
+
+class Classifier(nn.Module):
+    """A timm backbone followed by an xSlot or FC head.
+
+    Args:
+        backbone: module mapping images ``(B, in_chans, H, W)`` to features ``(B, C, h, w)``.
+        head: :class:`XSlotHead` or :class:`FCHead`.
+        config: the configuration that built it (kept for checkpoints).
+    """
+
+    def __init__(self, backbone: TimmBackbone, head: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.config = config
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def is_scouter(self) -> bool:
+        return isinstance(self.head, XSlotHead)
+
+    def forward(self, images: torch.Tensor) -> ClassifierOutput:
+        """Classify and explain.
+
+        Args:
+            images: ``(B, in_chans, H, W)`` normalised images.
+
+        Returns:
+            :class:`ClassifierOutput`: ``logits (B, K)``, ``attention (B, K, h, w)`` or ``None``.
+        """
+        features = self.backbone(images)
+        if isinstance(self.head, XSlotHead):
+            out = self.head(features)
+            return ClassifierOutput(out.logits, out.attention, out.slot_attention)
+        return ClassifierOutput(self.head(features))
+
+
+def build_head(config: ModelConfig, in_channels: int) -> nn.Module:
+    """Create the head of ``config`` on top of ``in_channels`` backbone channels."""
+    if config.head == "fc":
+        return FCHead(in_channels, config.num_classes)
+    return XSlotHead(
+        in_channels,
+        config.num_classes,
+        slots_per_class=config.slots_per_class,
+        hidden_dim=config.hidden_dim,
+        sign=config.sign,
+        to_k_layers=config.to_k_layers,
+        iterations=config.iterations,
+        attention_norm=config.attention_norm,
+    )
+
+
+def build_classifier(config: ModelConfig | dict[str, Any]) -> Classifier:
+    """Build a :class:`Classifier` from a config (the backbone decides ``C``)."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    backbone = TimmBackbone(
+        config.backbone,
+        pretrained=config.pretrained,
+        pretrained_file=config.pretrained_file,
+        in_chans=config.in_chans,
+        stem=config.stem,
+        **config.backbone_kwargs,
+    )
+    return Classifier(backbone, build_head(config, backbone.out_channels), config)
