@@ -9,8 +9,10 @@ reference's evaluation did; SPEC Part B §6).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -139,7 +141,9 @@ def _find_wordnet_dir(wordnet_dir: str | os.PathLike | None) -> Path:
     )
 
 
+@functools.lru_cache(maxsize=2)
 def _wordnet_reader(root: Path):
+    # Cached: building nltk's lemma index of the whole database takes seconds.
     try:
         import nltk.data
         from nltk.corpus.reader.wordnet import WordNetCorpusReader
@@ -170,8 +174,6 @@ def _wordnet_reader(root: Path):
     # sanctioned way to read a local database. Nothing is downloaded.
     if str(root) not in nltk.data.path:
         nltk.data.path.append(str(root))
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*multilingual functions.*")
         reader = _LocalWordNetReader(str(root), None)
@@ -209,9 +211,14 @@ def wordnet_similarity_matrix(
         if len(wnid) != 9 or wnid[0] != "n" or not wnid[1:].isdigit():
             raise ValueError(f"wnid {wnid!r} is not of the form 'n' + 8 digits (e.g. n01440764)")
         try:
-            synsets.append(reader.synset_from_pos_and_offset("n", int(wnid[1:])))
-        except Exception as err:  # nltk raises WordNetError / others for unknown offsets
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # nltk warns and returns None for bad offsets
+                synset = reader.synset_from_pos_and_offset("n", int(wnid[1:]))
+        except Exception as err:  # some nltk versions raise WordNetError instead
             raise ValueError(f"wnid {wnid!r} is not a noun synset in the WordNet database") from err
+        if synset is None:
+            raise ValueError(f"wnid {wnid!r} is not a noun synset in the WordNet database")
+        synsets.append(synset)
     k = len(synsets)
     sim = torch.ones(k, k, dtype=torch.float64)
     for i in range(k):
