@@ -1,0 +1,51 @@
+"""Datasets in their official layouts, box- and mask-aware transforms, and the DataModule.
+
+Public API:
+    create_dataset(name, root=None, split="train", **options) -> Dataset of Sample
+    list_datasets() -> list[str]
+    Sample                      raw item: image (H, W, C) uint8, label, boxes (N, 4) xyxy, mask, id
+    build_transforms(image_size, train=..., augment=..., timm_model=..., ...) -> Sample -> dict
+    collate_samples(items) -> batch dict (image, label, boxes list, id list, mask if all have one)
+    ScouterDataModule(dataset, root, image_size, batch_size, ...)   LightningDataModule
+"""
+
+from __future__ import annotations
+
+# Importing the readers registers them.
+from scouter.data import acrima, composites, context, cub, folder, idx, imagenet  # noqa: F401
+from scouter.data.base import CorruptImageError, DatasetLayoutError
+from scouter.data.composites import CompositesDataset
+from scouter.data.cub import CubDataset
+from scouter.data.datamodule import ScouterDataModule
+from scouter.data.imagenet import ImageNetDataset
+from scouter.data.registry import create_dataset, list_datasets, register_dataset
+from scouter.data.sample import Sample, boxes_to_mask, clip_boxes, collate_samples, mask_to_box
+from scouter.data.splits import stratified_split
+from scouter.data.transforms import (
+    SampleTransform,
+    TransformedDataset,
+    build_transforms,
+    resolve_normalization,
+)
+
+__all__ = [
+    "CompositesDataset",
+    "CorruptImageError",
+    "CubDataset",
+    "DatasetLayoutError",
+    "ImageNetDataset",
+    "Sample",
+    "SampleTransform",
+    "ScouterDataModule",
+    "TransformedDataset",
+    "boxes_to_mask",
+    "build_transforms",
+    "clip_boxes",
+    "collate_samples",
+    "create_dataset",
+    "list_datasets",
+    "mask_to_box",
+    "register_dataset",
+    "resolve_normalization",
+    "stratified_split",
+]

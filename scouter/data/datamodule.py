@@ -1,0 +1,198 @@
+"""LightningDataModule choosing a dataset by name, with seeded splits and box-aware batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from scouter.data.registry import create_dataset, dataset_reader
+from scouter.data.sample import collate_samples
+from scouter.data.splits import stratified_split
+from scouter.data.transforms import TransformedDataset, build_transforms
+
+# Reader split used for each DataModule stage where it differs from the stage name. The
+# labelled ImageNet test set is its official validation set.
+_TEST_SPLIT = {"imagenet": "val"}
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give each worker its own augmentation stream (albumentations keeps its own generator)."""
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, TransformedDataset):
+        info.dataset.transform.set_seed(info.seed % 2**32)
+    np.random.seed(info.seed % 2**32 if info is not None else worker_id)
+
+
+class ScouterDataModule(pl.LightningDataModule):
+    """Datasets of :func:`~scouter.data.create_dataset` as train/val/test/predict loaders.
+
+    Splits:
+        * **train**: the reader's ``train`` split, minus the carved validation part when the set has
+          no validation split of its own.
+        * **val**: the reader's own ``val`` split where one exists (ACRIMA's seeded split, a
+          ``folder`` tree with ``val/``); otherwise a **stratified, seeded** ``val_fraction`` of
+          train (:func:`~scouter.data.splits.stratified_split` with ``seed``) — MNIST,
+          Fashion-MNIST, CUB, ImageNet, composites, Con-Text.
+        * **test** / **predict**: the official test split: MNIST/Fashion-MNIST ``t10k``, CUB's
+          ``train_test_split.txt`` test images, ImageNet's official **val** set, composites
+          ``test`` (t10k items), ACRIMA's seeded test part; a ``folder`` tree without ``test/``
+          uses its validation set.
+
+    Batches are dicts from :func:`~scouter.data.collate_samples`: ``image (B, C, H, W)``
+    normalised float, ``label (B,)`` long, ``boxes`` list of B ``(N_i, 4)`` xyxy model-input
+    pixels, ``id`` list of str, and ``mask (B, H, W)`` uint8 only when every sample has one (key
+    absent otherwise).
+
+    Args:
+        dataset: a name from :func:`~scouter.data.list_datasets`.
+        root: dataset folder in its official layout (None where the reader has a default).
+        image_size: model input size S or ``[H, W]``.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        seed: seed of the validation carving, the training shuffle and the augmentation.
+        val_fraction: share of train (per class) held out for validation when there is no
+            official validation split.
+        mean: per-channel normalisation mean override (0–1 scale).
+        std: per-channel normalisation std override.
+        timm_model: take mean/std from this timm model's pretrained config (no download).
+        in_chans: 1 or 3; images are converted to match.
+        dataset_options: options passed to ``create_dataset`` (``num_classes``, ``wnids``,
+            ``skip_missing``, ``skip_corrupt``, ``limit``, composites' ``num_samples``/``clutter``…).
+        train_augment: the reference ``--aug`` augmentation on the training set.
+        eval_resize: ``resize`` (reference: squash to S×S) or ``resize_crop``.
+        drop_last: drop the last incomplete training batch (the reference does).
+        pin_memory: DataLoader ``pin_memory``.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "composites",
+        root: str | None = None,
+        image_size: int | tuple[int, int] = 260,
+        batch_size: int = 64,
+        num_workers: int = 4,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        timm_model: str | None = None,
+        in_chans: int = 3,
+        dataset_options: dict[str, Any] | None = None,
+        train_augment: bool = False,
+        eval_resize: str = "resize",
+        drop_last: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        dataset_reader(dataset)  # fail at construction on an unknown name
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.dataset_name = dataset.lower()
+        self.root = root
+        self.image_size = image_size if isinstance(image_size, int) else tuple(image_size)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.val_fraction = val_fraction
+        self.mean, self.std, self.timm_model, self.in_chans = mean, std, timm_model, in_chans
+        self.dataset_options = dict(dataset_options or {})
+        self.train_augment, self.eval_resize = train_augment, eval_resize
+        self.drop_last, self.pin_memory = drop_last, pin_memory
+        self._raw: dict[str, Dataset] = {}
+        self.train_set: TransformedDataset | None = None
+        self.val_set: TransformedDataset | None = None
+        self.test_set: TransformedDataset | None = None
+
+    def _read(self, split: str) -> Dataset:
+        if split not in self._raw:
+            self._raw[split] = create_dataset(
+                self.dataset_name, self.root, split, **self.dataset_options
+            )
+        return self._raw[split]
+
+    def _has_own_val(self) -> bool:
+        if self.dataset_name == "acrima":
+            return True
+        return (
+            self.dataset_name == "folder"
+            and self.root is not None
+            and (Path(self.root) / "val").is_dir()
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (reads the training set's index if ``setup`` has not run)."""
+        return self._read("train").num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, index = label."""
+        return list(self._read("train").class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index the splits and build the transforms (idempotent)."""
+        if self.train_set is not None:
+            return
+        train_raw = self._read("train")
+        common = dict(
+            mean=self.mean,
+            std=self.std,
+            timm_model=self.timm_model,
+            in_chans=self.in_chans,
+            eval_resize=self.eval_resize,
+            default_normalization=getattr(train_raw, "normalization", None),
+        )
+        train_tf = build_transforms(
+            self.image_size, train=True, augment=self.train_augment, seed=self.seed, **common
+        )
+        eval_tf = build_transforms(self.image_size, train=False, **common)
+        if self._has_own_val():
+            self.train_set = TransformedDataset(train_raw, train_tf)
+            self.val_set = TransformedDataset(self._read("val"), eval_tf)
+        else:
+            parts = stratified_split(
+                train_raw.targets, {"train": 0.0, "val": self.val_fraction}, self.seed
+            )
+            self.train_set = TransformedDataset(train_raw, train_tf, parts["train"])
+            self.val_set = TransformedDataset(train_raw, eval_tf, parts["val"])
+        if self.dataset_name == "folder" and not (Path(self.root or ".") / "test").is_dir():
+            self.test_set = self.val_set
+        else:
+            self.test_set = TransformedDataset(
+                self._read(_TEST_SPLIT.get(self.dataset_name, "test")), eval_tf
+            )
+
+    def _loader(self, dataset: TransformedDataset, train: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if train else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            pin_memory=self.pin_memory,
+            drop_last=train and self.drop_last,
+            generator=generator,
+            worker_init_fn=_seed_worker,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.test_set, train=False)
