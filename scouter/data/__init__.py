@@ -7,26 +7,42 @@ Public API:
     build_transforms(image_size, train=..., augment=..., timm_model=..., ...) -> Sample -> dict
     collate_samples(items) -> batch dict (image, label, boxes list, id list, mask if all have one)
     ScouterDataModule(dataset, root, image_size, batch_size, ...)   LightningDataModule
+
+The transforms (albumentations) and the DataModule (Lightning) are imported on first use, so
+reading a dataset does not pay for them.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 # Importing the readers registers them.
 from scouter.data import acrima, composites, context, cub, folder, idx, imagenet  # noqa: F401
 from scouter.data.base import CorruptImageError, DatasetLayoutError
 from scouter.data.composites import CompositesDataset
 from scouter.data.cub import CubDataset
-from scouter.data.datamodule import ScouterDataModule
 from scouter.data.imagenet import ImageNetDataset
 from scouter.data.registry import create_dataset, list_datasets, register_dataset
 from scouter.data.sample import Sample, boxes_to_mask, clip_boxes, collate_samples, mask_to_box
 from scouter.data.splits import stratified_split
-from scouter.data.transforms import (
-    SampleTransform,
-    TransformedDataset,
-    build_transforms,
-    resolve_normalization,
-)
+
+_LAZY = {
+    "ScouterDataModule": "scouter.data.datamodule",
+    "SampleTransform": "scouter.data.transforms",
+    "TransformedDataset": "scouter.data.transforms",
+    "build_transforms": "scouter.data.transforms",
+    "resolve_normalization": "scouter.data.transforms",
+}
+
+if TYPE_CHECKING:
+    from scouter.data.datamodule import ScouterDataModule
+    from scouter.data.transforms import (
+        SampleTransform,
+        TransformedDataset,
+        build_transforms,
+        resolve_normalization,
+    )
 
 __all__ = [
     "CompositesDataset",
@@ -49,3 +65,9 @@ __all__ = [
     "resolve_normalization",
     "stratified_split",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'scouter.data' has no attribute {name!r}")

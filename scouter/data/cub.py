@@ -52,7 +52,7 @@ def read_id_table(path: Path, columns: int) -> dict[int, list[str]]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            parts = line.split(maxsplit=columns)
+            parts = line.strip().split(maxsplit=columns)
             if len(parts) != columns + 1 or not parts[0].isdigit():
                 raise DatasetLayoutError(
                     f"'{path}' line {number}: expected '<id>' followed by {columns} value(s), got {line.strip()!r}"
