@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,14 +71,11 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        message = str(err)
-        detail = next(
-            (line.strip() for line in message.splitlines() if "Unsupported global" in line),
-            message.splitlines()[0] if message else "unknown object",
-        )
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        detail = f"the global {found.group(1)}" if found else str(err).splitlines()[0]
         raise UnsafeCheckpointError(
             f"refusing to load {str(path)!r}: it contains a pickled object outside the allow-list "
-            f"(tensors, plain containers, argparse.Namespace) — {detail}. Loading it would run "
+            f"(tensors, plain containers, argparse.Namespace): {detail}. Unpickling it could run "
             "arbitrary code; re-export the weights as a plain state_dict or safetensors."
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
