@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from scouter.data.base import DatasetLayoutError
+from scouter.data.base import DatasetLayoutError, select_classes
 from scouter.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, find_idx_pair, read_idx
 from scouter.data.registry import register_dataset
 from scouter.data.sample import Sample, mask_to_box
@@ -230,12 +230,7 @@ class CompositesDataset(Dataset):
             names += ANIMAL_MNIST_CLASSES
         self._items = np.concatenate([p[0] for p in pools])
         item_labels = np.concatenate([p[1] for p in pools])
-        if num_classes is not None:
-            if not 1 <= num_classes <= len(names):
-                raise ValueError(
-                    f"num_classes={num_classes} but composites of {objects!r} have {len(names)} classes available"
-                )
-            names = names[:num_classes]
+        names = select_classes(names, num_classes, f"composites of {objects!r}")
         self.class_names, self.num_classes = list(names), len(names)
         # One fixed, seeded order over the items: composite i shows item order[i % n_items], so
         # the first n_items composites never repeat an item and class frequencies follow the source.

@@ -254,3 +254,14 @@ def folder_root(tmp_path: Path) -> Path:
         for n in range(count):
             write_image(root / name / f"{name}{n}.png", 12, 10, value=n)
     return root
+
+
+@pytest.fixture
+def fashion_root(tmp_path: Path) -> Path:
+    """A tiny Fashion-MNIST copy (same IDX names as the official release) for composites."""
+    root = tmp_path / "fashion"
+    for prefix, count in (("train", 60), ("t10k", 30)):
+        images, labels = idx_images(count, seed=count + 1)
+        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
