@@ -54,6 +54,8 @@ def _format(value: Any) -> str:
         value = value.item()
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, Mapping):  # nested settings: "k=v, k=v"
+        return ", ".join(f"{html.escape(str(k))}={_format(v)}" for k, v in value.items())
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):

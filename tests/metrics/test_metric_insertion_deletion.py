@@ -44,6 +44,16 @@ def loop_rise_curve(model, image, saliency, cls, mode, step):
     return np.array(scores)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The per-step reference loop runs hundreds of tiny forwards; with intra-op threads on a
+    # loaded 2-core machine those are dominated by thread contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def batch():
     g = torch.Generator().manual_seed(1)
