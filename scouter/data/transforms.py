@@ -166,14 +166,19 @@ class SampleTransform:
             data["mask"] = sample.mask
         out = self.pipeline(**data)
         image = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        tensor = (
+            torch.from_numpy(np.require(image, requirements=["C", "W"]))
+            .permute(2, 0, 1)
+            .float()
+            .div_(255.0)
+        )
         tensor = (tensor - self.mean) / self.std
         mask = out.get("mask") if sample.mask is not None else None
         return {
             "image": tensor,
             "label": int(sample.label),
             "boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))
+            "mask": torch.from_numpy(np.require(mask, np.uint8, ["C", "W"]))
             if mask is not None
             else None,
             "id": sample.id,
