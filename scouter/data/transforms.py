@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from scouter.data.sample import Sample
+from scouter.data.sample import Sample, clip_boxes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,9 +143,17 @@ class SampleTransform:
     """
 
     def __init__(
-        self, pipeline: A.Compose, mean: Sequence[float], std: Sequence[float], in_chans: int
+        self,
+        pipeline: A.Compose,
+        mean: Sequence[float],
+        std: Sequence[float],
+        in_chans: int,
+        identity_size: tuple[int, int] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # For a resize-only pipeline, an image already at (H, W) is left as is without running
+        # albumentations (its per-call overhead dominates for 64x64 composites on CPU).
+        self.identity_size = identity_size
         self.in_chans = in_chans
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
@@ -161,10 +169,17 @@ class SampleTransform:
         elif image.shape[2] == 3 and self.in_chans == 1:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
         boxes = np.asarray(sample.boxes, np.float32).reshape(-1, 4)
-        data = {"image": image, "bboxes": boxes, "box_index": np.arange(len(boxes))}
-        if sample.mask is not None:
-            data["mask"] = sample.mask
-        out = self.pipeline(**data)
+        if self.identity_size is not None and image.shape[:2] == self.identity_size:
+            out = {
+                "image": image,
+                "bboxes": clip_boxes(boxes, image.shape[1], image.shape[0])[0],
+                "mask": sample.mask,
+            }
+        else:
+            data = {"image": image, "bboxes": boxes, "box_index": np.arange(len(boxes))}
+            if sample.mask is not None:
+                data["mask"] = sample.mask
+            out = self.pipeline(**data)
         image = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
         tensor = (
             torch.from_numpy(np.require(image, requirements=["C", "W"]))
@@ -239,7 +254,8 @@ def build_transforms(
         seed=seed,
     )
     mean, std = resolve_normalization(timm_model, mean, std, in_chans, default_normalization)
-    return SampleTransform(pipeline, mean, std, in_chans)
+    resize_only = eval_resize == "resize" and not (train and augment)
+    return SampleTransform(pipeline, mean, std, in_chans, (height, width) if resize_only else None)
 
 
 class TransformedDataset(Dataset):

@@ -117,3 +117,15 @@ def test_channel_conversion_gray_to_rgb_and_back():
     assert one.shape == (1, 6, 6)
     assert one[0, 0, 0].item() == pytest.approx(76 / 255, abs=1 / 255)  # luminance 0.299 * 255
     assert build_transforms(6)(gray)["mask"] is None
+
+
+def test_identity_size_shortcut_equals_the_albumentations_path():
+    sample = _rect_sample(height=40, width=40, box=(-5, 3, 20, 50))
+    fast = build_transforms(40)(sample)
+    slow_tf = build_transforms(40)
+    slow_tf.identity_size = None
+    slow = slow_tf(sample)
+    torch.testing.assert_close(fast["image"], slow["image"])
+    torch.testing.assert_close(fast["boxes"], slow["boxes"])
+    torch.testing.assert_close(fast["boxes"], torch.tensor([[0.0, 3.0, 20.0, 40.0]]))
+    assert torch.equal(fast["mask"], slow["mask"])
