@@ -1,0 +1,125 @@
+"""The explainer interface: registry, target handling, Explanation, batching invariances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scouter.explain import Explanation, get_explainer, list_explainers, resolve_targets
+
+ALL_NAMES = [
+    "blur_ig", "cam", "gradcam", "gradcam++", "guided_backprop", "ig", "occlusion", "rise",
+    "saliency", "scorecam", "slot", "smoothgrad",
+]  # fmt: skip
+
+# Cheap settings so every method runs in well under a second on the tiny models.
+FAST = {
+    "blur_ig": {"steps": 4, "max_sigma": 8.0},
+    "ig": {"steps": 8},
+    "occlusion": {"window": 32},
+    "rise": {"masks": 32, "batch_size": 16},
+    "smoothgrad": {"samples": 3},
+    "scorecam": {"batch_size": 48},
+}
+DETERMINISTIC = [n for n in ALL_NAMES if n != "smoothgrad"]
+PIXEL = {"blur_ig", "guided_backprop", "ig", "occlusion", "rise", "saliency", "smoothgrad"}
+
+
+def model_for(name, fc_model, scouter_model):
+    return scouter_model if name == "slot" else fc_model
+
+
+def test_registry_lists_every_method():
+    assert list_explainers() == ALL_NAMES
+
+
+def test_unknown_explainer_error_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown explainer 'gradkam'.*gradcam\+\+.*rise"):
+        get_explainer("gradkam")
+
+
+def test_aliases_resolve_to_canonical_names():
+    assert get_explainer("Grad-CAM").name == "gradcam"
+    assert get_explainer("integrated_gradients").name == "ig"
+    assert get_explainer("gradcampp").name == "gradcam++"
+
+
+def test_unknown_setting_names_the_valid_ones():
+    with pytest.raises(TypeError, match="valid settings.*steps"):
+        get_explainer("ig", n_steps=4)
+
+
+def test_settings_are_recorded_in_the_explanation(fc_model, images):
+    explanation = get_explainer("ig", steps=8)(fc_model, images, target=1)
+    assert explanation.method == "ig"
+    assert explanation.settings["steps"] == 8
+    assert explanation.settings["reduce"] == "sum_abs"
+    assert explanation.targets.tolist() == [1, 1]
+
+
+def test_none_target_explains_the_predicted_class(fc_model, images):
+    predicted = fc_model(images).logits.argmax(1)
+    assert torch.equal(resolve_targets(fc_model, images, None), predicted)
+    explanation = get_explainer("gradcam")(fc_model, images)
+    assert torch.equal(explanation.targets, predicted)
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [(3, r"\[0, 3\)"), (torch.tensor([0, 1, 2]), r"\(B,\) or \(B, T\)"), ("every", "'all'")],
+)
+def test_bad_targets_are_rejected(fc_model, images, target, message):
+    with pytest.raises(ValueError, match=message):
+        get_explainer("saliency")(fc_model, images, target=target)
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_batched_equals_one_image_at_a_time(name, fc_model, scouter_model, images):
+    model = model_for(name, fc_model, scouter_model)
+    explainer = get_explainer(name, **FAST.get(name, {}))
+    targets = torch.tensor([2, 0])
+    batched = explainer(model, images, target=targets)
+    single = explainer(model, images[1:], target=targets[1:]).maps
+    torch.testing.assert_close(batched.maps[1:], single, rtol=1e-4, atol=1e-5)
+    # The map's resolution follows the method's kind.
+    expected = (2, 1, 64, 64) if name in PIXEL else (2, 1, 2, 2)
+    assert tuple(batched.maps.shape) == expected
+    assert batched.kind == ("pixel" if name in PIXEL else "attention" if name == "slot" else "cam")
+    assert torch.isfinite(batched.maps).all() and batched.maps.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_all_classes_equal_one_class_at_a_time(name, fc_model, scouter_model, images):
+    model = model_for(name, fc_model, scouter_model)
+    explainer = get_explainer(name, **FAST.get(name, {}))
+    every = explainer(model, images, target="all")
+    assert every.targets.tolist() == [[0, 1, 2], [0, 1, 2]]
+    targets = torch.tensor([1, 2])
+    one = explainer(model, images, target=targets).maps
+    torch.testing.assert_close(every.maps[[0, 1], [1, 2]][:, None], one, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(every.class_maps(targets), one, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_methods_work_under_inference_mode(fc_model, images):
+    with torch.inference_mode():
+        frozen = images.clone()
+        explanation = get_explainer("gradcam")(fc_model, frozen, target=0)
+    torch.testing.assert_close(explanation.maps, get_explainer("gradcam")(fc_model, images, 0).maps)
+
+
+def test_explainers_leave_the_model_mode_and_gradients_alone(fc_model, images):
+    get_explainer("saliency")(fc_model, images, target=0)
+    assert not fc_model.training
+    assert all(p.grad is None for p in fc_model.parameters())
+
+
+def test_explanation_rejects_mismatched_targets():
+    with pytest.raises(ValueError, match="do not match"):
+        Explanation(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long), "x")
+
+
+def test_class_maps_of_a_single_class_explanation_checks_the_class():
+    explanation = Explanation(torch.rand(2, 1, 4, 4), torch.tensor([1, 0]), "x")
+    assert explanation.class_maps(torch.tensor([1, 0])) is explanation.maps
+    with pytest.raises(ValueError, match="target='all'"):
+        explanation.class_maps(torch.tensor([0, 0]))
