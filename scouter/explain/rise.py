@@ -57,7 +57,8 @@ def rise_masks(
     shift_x = torch.randint(0, cell_w, (count,), generator=generator)
     rows = shift_y[:, None] + torch.arange(height)  # (N, H)
     cols = shift_x[:, None] + torch.arange(width)  # (N, W)
-    return up[torch.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    crops = up[torch.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return crops.clamp(0, 1)  # interpolation can overshoot 1 by a rounding error
 
 
 @register_explainer

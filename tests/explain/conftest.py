@@ -35,7 +35,7 @@ def images() -> torch.Tensor:
 
 
 class QuadrantModel(nn.Module):
-    """Two classes: ``logit_0 = scale · mean of the top-left quadrant`` (all channels), ``logit_1 = 0``.
+    """Two classes: ``logit_0 = scale · mean of the top-left quadrant``, ``logit_1 = scale / 2``.
 
     The answer is known: only the top-left quadrant matters, and only for class 0.
     """
@@ -49,7 +49,7 @@ class QuadrantModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2] // 2, images.shape[-1] // 2
         score = self.scale * images[:, :, :h, :w].mean(dim=(1, 2, 3))
-        return torch.stack([score, torch.zeros_like(score)], dim=1)
+        return torch.stack([score, torch.full_like(score, self.scale / 2)], dim=1)
 
 
 class QuadrantDetailModel(nn.Module):

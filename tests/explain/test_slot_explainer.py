@@ -1,0 +1,34 @@
+"""SCOUTER's own maps: the model's attention, every class from one forward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scouter.explain import get_explainer
+
+
+def test_slot_maps_are_the_models_attention(scouter_model, images):
+    attention = scouter_model(images).attention
+    every = get_explainer("slot")(scouter_model, images, target="all")
+    torch.testing.assert_close(every.maps, attention)
+    picked = get_explainer("slot")(scouter_model, images, target=torch.tensor([2, 1])).maps
+    torch.testing.assert_close(picked[:, 0], attention[[0, 1], [2, 1]])
+
+
+def test_slot_maps_sum_the_slots_of_a_class(scouter_model, images):
+    out = scouter_model(images)
+    maps = get_explainer("slot")(scouter_model, images, target="all").maps
+    per_slot = out.slot_attention.view(2, 3, 2, *out.slot_attention.shape[-2:])
+    torch.testing.assert_close(maps, per_slot.sum(2))
+    assert float(maps.max()) < 2  # values in (0, s) with s = 2
+
+
+def test_slot_explainer_needs_a_scouter_model(fc_model, images):
+    with pytest.raises(ValueError, match="needs a SCOUTER model"):
+        get_explainer("slot")(fc_model, images)
+
+
+def test_slot_explainer_runs_without_gradients(scouter_model, images):
+    explanation = get_explainer("slot")(scouter_model, images, target=0)
+    assert not explanation.maps.requires_grad
