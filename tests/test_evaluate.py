@@ -1,0 +1,236 @@
+"""evaluate.py end to end on a tiny composites set: results files, report in Chromium, bad input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from scouter.checkpoints import save_model
+from scouter.evaluation import EvaluationError, EvaluationOptions, evaluate, main, prepare
+from scouter.models.classifier import ModelConfig, build_classifier
+from tests.data.conftest import idx_images, write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """Tiny Fashion-MNIST IDX files, a composites config and SCOUTER+/−/FC checkpoints (K=3)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    fashion = root / "fashion"
+    for prefix, count in (("train", 60), ("t10k", 30)):
+        images, labels = idx_images(count, seed=count + 1)
+        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    config = {
+        "model": {"backbone": "test_resnet", "head": "xslot", "sign": 1},
+        "data": {
+            "dataset": "composites",
+            "root": str(fashion),
+            "image_size": 64,
+            "batch_size": 4,
+            "num_workers": 0,
+            "dataset_options": {"num_samples": 12, "num_classes": 3},
+        },
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    for name, kwargs in (
+        ("pos", {}),
+        ("neg", {"sign": -1}),
+        ("fc", {"head": "fc"}),
+        ("five", {"num_classes": 5}),
+    ):
+        torch.manual_seed(0)
+        config = ModelConfig(**{"backbone": "test_resnet", "num_classes": 3, **kwargs})
+        save_model(build_classifier(config), root / f"{name}.safetensors")
+    return root
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def screenshot(html: Path, shot: Path, profile: Path) -> np.ndarray:
+    subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={shot}",
+            "--window-size=1400,3000", html.resolve().as_uri(),
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+
+def test_end_to_end_writes_json_csv_and_a_report_that_renders(workdir, tmp_path, capsys):
+    out, export = tmp_path / "out", tmp_path / "report"
+    code = main(
+        [
+            "--checkpoint", str(workdir / "pos.safetensors"),
+            "--config", str(workdir / "config.yaml"),
+            "--explainers", "slot,gradcam",
+            "--limit", "6",
+            "--out", str(out),
+            "--export", str(export),
+            "--num-images", "3",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "wrote results.json" in capsys.readouterr().out
+
+    results = json.loads((out / "results.json").read_text())
+    checkpoint = workdir / "pos.safetensors"
+    assert results["checkpoint"]["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert results["config"]["data"]["dataset"] == "composites"
+    assert results["dataset"]["split"] == "test" and results["num_images"] == 6
+    assert results["explained_class"] == "target"
+    assert set(results["explanations"]) == {"slot", "gradcam"}
+    for doc in results["explanations"].values():
+        assert set(doc["metrics"]) == {"area", "precision", "insertion", "deletion"}
+        for metric in doc["metrics"].values():
+            assert {"value", "nan_count", "settings", "higher_is_better"} <= set(metric)
+    assert results["explanations"]["gradcam"]["settings"] == {"batch_size": 64, "layer": None}
+
+    rows = read_csv(out / "per_image.csv")
+    assert len(rows) == 6
+    assert list(rows[0])[:4] == ["id", "label", "explained_class", "prediction"]
+    assert all(r["explained_class"] == r["label"] for r in rows)  # SCOUTER+: ground truth
+    accuracy = np.mean([r["label"] == r["prediction"] for r in rows])
+    assert results["metrics"]["accuracy"]["value"] == pytest.approx(accuracy)
+    for method in ("slot", "gradcam"):
+        for metric in ("area", "insertion", "deletion"):
+            values = [float(r[f"{method}/{metric}"]) for r in rows]
+            expected = results["explanations"][method]["metrics"][metric]["value"]
+            assert np.mean(values) == pytest.approx(expected, rel=1e-5)
+
+    html = export / "report.html"
+    assert html.is_file() and (export / "grid.png").is_file()
+    assert len(list((export / "overlays").glob("*.png"))) == 3 * 2
+    text = html.read_text()
+    assert text.count("<img") == 3 * 3 and "src='http" not in text  # self-contained
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: report rendering not checked")
+    pixels = screenshot(html, tmp_path / "shot.png", tmp_path / "profile")
+    r, b = pixels[..., 0], pixels[..., 2]
+    # The jet overlays put saturated colours on screen; text and tables are gray.
+    saturated = (pixels.max(-1) - pixels.min(-1)) > 120
+    assert saturated.sum() > 3000
+    assert ((b > 150) & (r < 80)).sum() > 200 or ((r > 150) & (b < 80)).sum() > 200
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # photographs, not blank boxes
+
+
+def test_scouter_minus_explains_the_least_similar_class(workdir, tmp_path):
+    from scouter.checkpoints import load_model
+    from scouter.metrics import cosine_similarity_matrix, least_similar_classes
+
+    results = evaluate(
+        EvaluationOptions(
+            checkpoint=workdir / "neg.safetensors",
+            config=workdir / "config.yaml",
+            metrics=["accuracy", "area"],
+            limit=4,
+            out=tmp_path,
+            progress=False,
+        )
+    )
+    assert results["explained_class"] == "least_similar"
+    model = load_model(workdir / "neg.safetensors")
+    table = least_similar_classes(cosine_similarity_matrix(model.head.initial_slots[0].detach()))
+    rows = read_csv(tmp_path / "per_image.csv")
+    assert [int(r["explained_class"]) for r in rows] == [int(table[int(r["label"])]) for r in rows]
+
+
+def test_bare_state_dict_takes_its_architecture_from_the_config(workdir, tmp_path):
+    from scouter.checkpoints import load_model
+
+    bare = tmp_path / "bare.pth"
+    torch.save(load_model(workdir / "pos.safetensors").state_dict(), bare)
+    results = evaluate(
+        EvaluationOptions(
+            checkpoint=bare, config=workdir / "config.yaml", metrics=["accuracy"], limit=2,
+            out=tmp_path / "out", progress=False,
+        )
+    )  # fmt: skip
+    assert results["checkpoint"]["model_config"]["backbone"] == "test_resnet"
+    assert results["num_images"] == 2
+
+
+def _options(workdir: Path, tmp_path: Path, **overrides) -> EvaluationOptions:
+    values = dict(
+        checkpoint=workdir / "pos.safetensors",
+        config=workdir / "config.yaml",
+        out=tmp_path / "out",
+        progress=False,
+    )
+    values.update(overrides)
+    return EvaluationOptions(**values)
+
+
+def test_class_count_mismatch_is_reported_before_any_work(workdir, tmp_path):
+    with pytest.raises(EvaluationError, match="predicts 5 classes but dataset 'composites'.* 3"):
+        prepare(_options(workdir, tmp_path, checkpoint=workdir / "five.safetensors"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"explainers": ["slot", "gradkam"]},
+            r"unknown explainer 'gradkam'.*valid names:.*gradcam",
+        ),
+        ({"metrics": ["area", "iauc"]}, r"unknown metric\(s\) \['iauc'\].*insertion"),
+        ({"explainer_settings": {"ig": {"steps": 4}}, "explainers": ["slot"]}, r"\['ig'\]"),
+        ({"explainers": ["ig"], "explainer_settings": {"ig": {"n_steps": 4}}}, "valid settings"),
+    ],
+)
+def test_bad_names_fail_before_the_checkpoint_is_even_read(workdir, tmp_path, overrides, message):
+    # The checkpoint does not exist: the name check must come first.
+    options = _options(workdir, tmp_path, checkpoint=tmp_path / "missing.ckpt", **overrides)
+    with pytest.raises(EvaluationError, match=message):
+        prepare(options)
+
+
+def test_output_directory_that_is_a_file_is_rejected(workdir, tmp_path):
+    target = tmp_path / "results.txt"
+    target.write_text("not a folder")
+    with pytest.raises(EvaluationError, match="is a file, not a directory"):
+        prepare(_options(workdir, tmp_path, out=target))
+    assert target.read_text() == "not a folder"
+
+
+def test_explainer_that_does_not_fit_the_model_is_rejected(workdir, tmp_path):
+    with pytest.raises(EvaluationError, match="'slot' needs a SCOUTER checkpoint"):
+        prepare(_options(workdir, tmp_path, checkpoint=workdir / "fc.safetensors",
+                         explainers=["slot"]))  # fmt: skip
+
+
+def test_command_line_reports_user_errors_with_exit_code_2(workdir, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("")
+    completed = subprocess.run(
+        [
+            sys.executable, str(REPO / "evaluate.py"),
+            "--checkpoint", str(workdir / "pos.safetensors"),
+            "--config", str(workdir / "config.yaml"),
+            "--out", str(target),
+        ],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "evaluate.py: error: --out" in completed.stderr and "is a file" in completed.stderr
