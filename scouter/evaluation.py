@@ -452,8 +452,8 @@ class _ExplainerMetrics:
                 metric = M.MaxSensitivity(explain_fn, batch_size=batch, generator=generator(2))
                 self.metrics[name] = metric
                 self.settings[name] = dict(metric.settings)
-            for metric in self.metrics.values():
-                metric.to(device)
+        for metric in self.metrics.values():
+            metric.to(device)
 
     def update(self, batch: dict[str, Any], images: Tensor, classes: Tensor) -> Tensor:
         """Explain the batch and update every metric; returns the ``(B, 1, h, w)`` maps."""

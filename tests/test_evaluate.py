@@ -83,7 +83,7 @@ def test_end_to_end_writes_json_csv_and_a_report_that_renders(workdir, tmp_path,
             "--checkpoint", str(workdir / "pos.safetensors"),
             "--config", str(workdir / "config.yaml"),
             "--explainers", "slot,gradcam",
-            "--limit", "6",
+            "--limit", "4",
             "--out", str(out),
             "--export", str(export),
             "--num-images", "3",
@@ -97,7 +97,7 @@ def test_end_to_end_writes_json_csv_and_a_report_that_renders(workdir, tmp_path,
     checkpoint = workdir / "pos.safetensors"
     assert results["checkpoint"]["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert results["config"]["data"]["dataset"] == "composites"
-    assert results["dataset"]["split"] == "test" and results["num_images"] == 6
+    assert results["dataset"]["split"] == "test" and results["num_images"] == 4
     assert results["explained_class"] == "target"
     assert set(results["explanations"]) == {"slot", "gradcam"}
     for doc in results["explanations"].values():
@@ -107,7 +107,7 @@ def test_end_to_end_writes_json_csv_and_a_report_that_renders(workdir, tmp_path,
     assert results["explanations"]["gradcam"]["settings"] == {"batch_size": 64, "layer": None}
 
     rows = read_csv(out / "per_image.csv")
-    assert len(rows) == 6
+    assert len(rows) == 4
     assert list(rows[0])[:4] == ["id", "label", "explained_class", "prediction"]
     assert all(r["explained_class"] == r["label"] for r in rows)  # SCOUTER+: ground truth
     accuracy = np.mean([r["label"] == r["prediction"] for r in rows])
