@@ -1,0 +1,26 @@
+"""Training with PyTorch Lightning: ScouterModule, the checkpoint callback and the CLI.
+
+Public API:
+    ScouterModule(num_classes, backbone=..., head=..., lambda_area=..., ...)   LightningModule
+    ScouterCheckpoint(dirpath="checkpoints/{run}", ...)   ModelCheckpoint naming the run
+    NonFiniteLossError                                     raised when the loss becomes NaN/inf
+    ScouterCLI / main()                                    the LightningCLI behind train.py
+"""
+
+from __future__ import annotations
+
+from scouter.training.callbacks import ScouterCheckpoint, run_tags
+from scouter.training.cli import ScouterCLI, main
+from scouter.training.freezing import backbone_stages, freeze_backbone_stages
+from scouter.training.module import NonFiniteLossError, ScouterModule
+
+__all__ = [
+    "NonFiniteLossError",
+    "ScouterCLI",
+    "ScouterCheckpoint",
+    "ScouterModule",
+    "backbone_stages",
+    "freeze_backbone_stages",
+    "main",
+    "run_tags",
+]
