@@ -5,6 +5,8 @@ Public API:
     list_models(pattern="*")         -> list[str]
     load_model(path, **options)      -> Classifier     (our checkpoints or original SCOUTER ones)
     save_model(model, path)                            (safetensors + JSON config)
+    get_explainer(name, **settings)  -> Explainer      (SCOUTER maps and post-hoc baselines)
+    list_explainers()                -> list[str]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _LAZY = {
     "load_model": "scouter.checkpoints",
     "save_model": "scouter.checkpoints",
     "ScouterLoss": "scouter.losses",
+    "get_explainer": "scouter.explain",
+    "list_explainers": "scouter.explain",
 }
 
 __all__ = [
@@ -34,6 +38,8 @@ __all__ = [
     "ScouterLoss",
     "build_classifier",
     "create_model",
+    "get_explainer",
+    "list_explainers",
     "list_models",
     "load_model",
     "save_model",
@@ -41,6 +47,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from scouter.checkpoints import load_model, save_model
+    from scouter.explain import get_explainer, list_explainers
     from scouter.losses import ScouterLoss
     from scouter.models.classifier import (
         Classifier,

@@ -35,6 +35,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { display: inline-block; margin: 0 6px 4px 0; text-align: center; }
 figure img { width: 128px; height: 128px; image-rendering: auto; display: block; }
 figcaption { font-size: 11px; }
+td:last-child { white-space: nowrap; }
 """
 
 _RESERVED = {"id", "true", "predicted", "explained", "image", "overlays"}
