@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian/Ubuntu machine: dependencies, Fashion-MNIST, train SCOUTER+ on
+# the CPU, test it (and, once evaluate.py lands, export its attention maps).
+#   bash scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FASHION_MNIST_ROOT=/usr/share/datasets/fashion-mnist
+if [ ! -d "$FASHION_MNIST_ROOT" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist
+  else
+    echo "Fashion-MNIST not found. Put the four official files" >&2
+    echo "  train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz" >&2
+    echo "  t10k-images-idx3-ubyte.gz  t10k-labels-idx1-ubyte.gz" >&2
+    echo "in a folder and rerun with DATA_ROOT=<folder> bash scripts/demo.sh" >&2
+    [ -n "${DATA_ROOT:-}" ] || exit 1
+  fi
+fi
+ROOT_ARGS=()
+[ -n "${DATA_ROOT:-}" ] && ROOT_ARGS=(--data.root "$DATA_ROOT")
+
+python -m pip install -q -e .
+
+CONFIG=configs/fashion_mnist/scouter_pos.yaml
+python train.py fit --config "$CONFIG" "${ROOT_ARGS[@]}" "$@"
+BEST=$(ls -t checkpoints/fashion_mnist/scouter_pos-lam1-s1/scouter_pos-*.ckpt | head -1)
+python train.py test --config "$CONFIG" "${ROOT_ARGS[@]}" --ckpt_path "$BEST"
+
+# --- evaluation and attention-map export (evaluation issue) -----------------------------------
+# TODO(evaluation): python evaluate.py --checkpoint "$BEST" ... (overlays, report)
+echo "SCOUTER+ checkpoint: $BEST"
