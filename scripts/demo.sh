@@ -21,13 +21,29 @@ fi
 ROOT_ARGS=()
 [ -n "${DATA_ROOT:-}" ] && ROOT_ARGS=(--data.root "$DATA_ROOT")
 
-python -m pip install -q -e .
+python -m pip install -q -e ".[explain]"
 
 CONFIG=configs/fashion_mnist/scouter_pos.yaml
 python train.py fit --config "$CONFIG" "${ROOT_ARGS[@]}" "$@"
 BEST=$(ls -t checkpoints/fashion_mnist/scouter_pos-lam1-s1/scouter_pos-*.ckpt | head -1)
 python train.py test --config "$CONFIG" "${ROOT_ARGS[@]}" --ckpt_path "$BEST"
 
-# --- evaluation and attention-map export (evaluation issue) -----------------------------------
-# TODO(evaluation): python evaluate.py --checkpoint "$BEST" ... (overlays, report)
+# Explanation metrics on 500 test images and an HTML report of 16 with the attention maps.
+EVAL_CONFIG="$CONFIG"
+if [ -n "${DATA_ROOT:-}" ]; then  # evaluate.py reads the data section of a config file
+  EVAL_CONFIG=results/fashion_mnist/demo_config.yaml
+  mkdir -p results/fashion_mnist
+  python - "$CONFIG" "$DATA_ROOT" "$EVAL_CONFIG" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+config["data"]["root"] = sys.argv[2]
+yaml.safe_dump(config, open(sys.argv[3], "w"))
+PY
+fi
+python evaluate.py --checkpoint "$BEST" --config "$EVAL_CONFIG" \
+  --explainers slot --metrics accuracy,area,insertion,deletion --limit 500 \
+  --out results/fashion_mnist/scouter_pos --export results/fashion_mnist/scouter_pos/report \
+  --num-images 16
 echo "SCOUTER+ checkpoint: $BEST"
+echo "Results: results/fashion_mnist/scouter_pos/results.json"
+echo "Report:  results/fashion_mnist/scouter_pos/report/report.html"
