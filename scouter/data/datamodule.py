@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from scouter.data.registry import create_dataset, dataset_reader
 from scouter.data.sample import collate_samples
@@ -18,6 +19,29 @@ from scouter.data.transforms import TransformedDataset, build_transforms
 # Reader split used for each DataModule stage where it differs from the stage name. The
 # labelled ImageNet test set is its official validation set.
 _TEST_SPLIT = {"imagenet": "val"}
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Random order of ``size`` indices that depends only on ``(seed, epoch)``.
+
+    Args:
+        size: number of items.
+        seed: base seed.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -167,16 +191,21 @@ class ScouterDataModule(pl.LightningDataModule):
             )
 
     def _loader(self, dataset: TransformedDataset, train: bool) -> DataLoader:
+        # The training order is a function of (seed, epoch) only, so a run resumed from a
+        # checkpoint sees exactly the batches an uninterrupted run would (Lightning calls
+        # ``set_epoch``); a generator re-created per dataloader would restart the stream.
+        sampler = EpochSeededSampler(len(dataset), self.seed) if train else None
+        # The generator only seeds the workers' augmentation streams now.
         generator = torch.Generator().manual_seed(self.seed) if train else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
+            generator=generator,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             pin_memory=self.pin_memory,
-            drop_last=train and self.drop_last,
-            generator=generator,
+            drop_last=self.drop_last and train,
             worker_init_fn=_seed_worker,
             persistent_workers=self.num_workers > 0,
         )

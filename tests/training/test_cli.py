@@ -15,7 +15,6 @@ import torch
 
 import scouter
 from scouter.checkpoints import safe_torch_load
-from scouter.data import ScouterDataModule, collate_samples
 from scouter.training import NonFiniteLossError, main
 from tests.training.conftest import REPO, tiny_config, write_config
 
@@ -54,39 +53,8 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return safe_torch_load(path)["state_dict"]
 
 
-class _EpochSeededSampler(torch.utils.data.Sampler):
-    """A shuffle that is a function of (seed, epoch) only; Lightning calls ``set_epoch``."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-def _epoch_seeded_train_dataloader(self):
-    self.setup()
-    return torch.utils.data.DataLoader(
-        self.train_set,
-        batch_size=self.batch_size,
-        sampler=_EpochSeededSampler(len(self.train_set), self.seed),
-        collate_fn=collate_samples,
-        drop_last=self.drop_last,
-    )
-
-
-def test_resume_from_last_matches_an_uninterrupted_run(tiny_folder, tmp_path, monkeypatch):
-    # ScouterDataModule shuffles with one generator per train_dataloader() call, so a resumed
-    # process sees another epoch-2 order than an uninterrupted one; an epoch-seeded sampler (to be
-    # adopted in scouter.data) makes the order a function of (seed, epoch) and resuming exact.
-    monkeypatch.setattr(ScouterDataModule, "train_dataloader", _epoch_seeded_train_dataloader)
+def test_resume_from_last_matches_an_uninterrupted_run(tiny_folder, tmp_path):
+    # ScouterDataModule's training order depends on (seed, epoch) only, so resuming is exact.
     whole = tiny_config(tiny_folder, tmp_path / "whole", trainer={"max_epochs": 2})
     main(["fit", "--config", str(write_config(tmp_path / "whole.yaml", whole))])
 
