@@ -1,0 +1,194 @@
+"""The paper's Table 1/3 pattern on data that exists offline: accuracy and explanation metrics vs λ.
+
+Trains FC, SCOUTER+ and SCOUTER− (λ ∈ {1, 3, 10}) on Fashion-MNIST and on the composites
+localisation benchmark through the real command lines (``train.py fit``, ``evaluate.py``), then
+reports accuracy (whole test set), area size, precision, insertion and deletion AUC (first
+``--limit`` test images) and plots area vs λ. Not part of CI: about an hour on 2 CPU cores.
+
+    python bench/reproduce.py                       # both datasets, λ = 1, 3, 10
+    python bench/reproduce.py --datasets fashion_mnist --lambdas 1,10 --out bench/reproduce
+
+Configs are the Fashion-MNIST demo configs (``configs/fashion_mnist/*.yaml``, timm ``test_resnet``
+with output stride 8, one epoch from scratch); for composites the same model and schedule read
+64-px RGB composites with exact object masks. Fashion-MNIST precision uses the object masks
+(pixels above a threshold). FC models are explained with Grad-CAM, SCOUTER with its own maps;
+SCOUTER− explains the least-similar class (METRICS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dataset_config(base: dict, dataset: str, out: Path, run: str) -> dict:
+    """A training config for ``dataset`` derived from the Fashion-MNIST demo config."""
+    config = copy.deepcopy(base)
+    config["trainer"]["enable_progress_bar"] = False
+    for logger in config["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(out / "runs" / dataset / run)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ScouterCheckpoint"):
+            callback["init_args"]["dirpath"] = str(out / "checkpoints" / dataset / "{run}")
+    if dataset == "fashion_mnist":
+        config["data"]["dataset_options"] = {"object_masks": True}
+    else:
+        config["data"].update(
+            dataset="composites",
+            image_size=64,
+            in_chans=3,
+            dataset_options={"num_samples": 20000, "image_size": 64, "clutter": 2},
+        )
+    return config
+
+
+def run(cmd: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        result = subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
+
+
+def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> dict:
+    base = yaml.safe_load((REPO / "configs" / "fashion_mnist" / f"{variant}.yaml").read_text())
+    name = variant if lam is None else f"{variant}-lam{lam:g}"
+    config = dataset_config(base, dataset, args.out, name)
+    if lam is not None:
+        config["model"]["lambda_area"] = lam
+    config_path = args.out / "configs" / dataset / f"{name}.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    logs = args.out / "logs" / dataset
+    start = time.perf_counter()
+    run([sys.executable, "train.py", "fit", "--config", str(config_path)], logs / f"{name}-fit.log")
+    train_seconds = time.perf_counter() - start
+    ckpt_dir = args.out / "checkpoints" / dataset
+    best = sorted(
+        (p for p in ckpt_dir.glob(f"{variant}-*/*.ckpt") if p.name != "last.ckpt"),
+        key=lambda p: p.stat().st_mtime,
+    )[-1]
+    results_dir = args.out / "results" / dataset / name
+    evaluate = [
+        sys.executable,
+        "evaluate.py",
+        "--checkpoint",
+        str(best),
+        "--config",
+        str(config_path),
+        "--no-progress",
+    ]
+    run(
+        evaluate + ["--metrics", "accuracy", "--out", str(results_dir / "accuracy")],
+        logs / f"{name}-acc.log",
+    )
+    run(
+        evaluate
+        + ["--metrics", "area,precision,insertion,deletion", "--limit", str(args.limit)]
+        + ["--out", str(results_dir / "explanations")],
+        logs / f"{name}-explain.log",
+    )
+    accuracy = json.loads((results_dir / "accuracy" / "results.json").read_text())
+    explained = json.loads((results_dir / "explanations" / "results.json").read_text())
+    ((explainer, doc),) = explained["explanations"].items()
+    row = {
+        "dataset": dataset,
+        "variant": variant,
+        "lambda": lam,
+        "train_seconds": round(train_seconds, 1),
+        "accuracy": accuracy["metrics"]["accuracy"]["value"]["top1"],
+        "explainer": explainer,
+        "explained_class": explained["explained_class"],
+    }
+    for metric in ("area", "precision", "insertion", "deletion"):
+        row[metric] = doc["metrics"][metric]["value"]
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def plot_area(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for variant, marker in (("scouter_pos", "o-"), ("scouter_neg", "s--")):
+            points = sorted(
+                (r["lambda"], r["area"])
+                for r in rows
+                if r["dataset"] == dataset and r["variant"] == variant
+            )
+            if points:
+                ax.plot(
+                    *zip(*points, strict=True),
+                    marker,
+                    label=variant.replace("scouter_", "SCOUTER")
+                    .replace("pos", "+")
+                    .replace("neg", "−"),
+                )
+        fc = [r["area"] for r in rows if r["dataset"] == dataset and r["variant"] == "fc"]
+        if fc:
+            ax.axhline(fc[0], color="grey", linestyle=":", label="FC + Grad-CAM")
+        ax.set_xscale("log")
+        ax.set_xlabel("λ (area loss weight)")
+        ax.set_ylabel("area size (lower = smaller explanation)")
+        ax.set_title(dataset)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| dataset | model | λ | accuracy | area ↓ | precision ↑ | IAUC ↑ | DAUC ↓ | train time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        model = {"fc": "FC (Grad-CAM)", "scouter_pos": "SCOUTER+", "scouter_neg": "SCOUTER−"}[
+            r["variant"]
+        ]
+        lam = "–" if r["lambda"] is None else f"{r['lambda']:g}"
+        lines.append(
+            f"| {r['dataset']} | {model} | {lam} | {r['accuracy']:.4f} | {r['area']:.4f} | "
+            f"{r['precision']:.4f} | {r['insertion']:.4f} | {r['deletion']:.4f} | {r['train_seconds']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="fashion_mnist,composites")
+    parser.add_argument("--lambdas", default="1,3,10")
+    parser.add_argument(
+        "--limit", type=int, default=500, help="test images for explanation metrics"
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "reproduce")
+    args = parser.parse_args()
+    args.out = args.out.resolve()
+    lambdas = [float(x) for x in args.lambdas.split(",")]
+    rows = []
+    for dataset in args.datasets.split(","):
+        rows.append(train_and_evaluate(dataset, "fc", None, args))
+        for variant in ("scouter_pos", "scouter_neg"):
+            for lam in lambdas:
+                rows.append(train_and_evaluate(dataset, variant, lam, args))
+    (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+    (args.out / "results.md").write_text(markdown(rows) + "\n")
+    plot_area(rows, args.out / "area_vs_lambda.png")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
