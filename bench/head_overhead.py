@@ -7,7 +7,7 @@ Run (CPU here, GPU unchanged with ``--device cuda``)::
 
 Settings:
     reference: ResNeSt-26d, 260 px, K = 100 (the paper's ImageNet recipe, SPEC Part B §3.2).
-    demo: ResNet-18 with the reference MNIST stem, 1×32×32, K = 10 (the Fashion-MNIST demo).
+    demo: timm test_resnet with output stride 8, 1×28×28, K = 10 (the Fashion-MNIST demo).
 
 Each round times one training step (forward, loss, backward, AdamW step) and one inference batch
 of every variant in turn, so the ratios compare variants under the same machine load. Peak memory
@@ -35,7 +35,13 @@ SETTINGS = {
         backbone="resnest26d", num_classes=100, in_chans=3, stem="default", size=260, to_k_layers=3
     ),
     "demo": dict(
-        backbone="resnet18", num_classes=10, in_chans=1, stem="mnist", size=32, to_k_layers=1
+        backbone="test_resnet",
+        num_classes=10,
+        in_chans=1,
+        stem="default",
+        size=28,
+        to_k_layers=1,
+        backbone_kwargs={"output_stride": 8},
     ),
 }
 VARIANTS = {
@@ -53,6 +59,7 @@ def build(setting: str, variant: str, device: torch.device):
         in_chans=s["in_chans"],
         stem=s["stem"],
         to_k_layers=s["to_k_layers"],
+        backbone_kwargs=s.get("backbone_kwargs", {}),
         **VARIANTS[variant],
     )
     torch.manual_seed(0)
