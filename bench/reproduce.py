@@ -46,7 +46,7 @@ def dataset_config(base: dict, dataset: str, out: Path, run: str) -> dict:
             dataset="composites",
             image_size=64,
             in_chans=3,
-            dataset_options={"num_samples": 20000, "image_size": 64, "clutter": 2},
+            dataset_options={"num_samples": 10000, "image_size": 64, "clutter": 2},
         )
     return config
 
