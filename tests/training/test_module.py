@@ -158,7 +158,7 @@ def _batch(root: Path) -> dict:
 
 
 def test_scouter_neg_predicts_the_class_with_the_least_attention(tiny_folder, tmp_path):
-    module = _train(tiny_folder, tmp_path, 24, sign=-1)
+    module = _train(tiny_folder, tmp_path, 40, sign=-1)
     batch = _batch(tiny_folder)
     reduced = {}
     hook = module.model.head.conv1x1.register_forward_hook(
