@@ -25,7 +25,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from scouter.atomic_io import atomic_write
 from scouter.models.classifier import Classifier, ModelConfig, build_classifier
 
 LIGHTNING_CONFIG_KEY = "scouter_model_config"
@@ -203,19 +203,6 @@ def convert_original_state_dict(
 # --- public save / load -------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_model(model: Classifier, path: str | os.PathLike) -> Path:
     """Export a classifier as ``<path>.safetensors`` plus its config as ``<path>.json``.
 
@@ -230,10 +217,10 @@ def save_model(model: Classifier, path: str | os.PathLike) -> Path:
         path = path.with_suffix(".safetensors")
     config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(
+    atomic_write(
         path, lambda tmp: save_file(state, tmp, metadata={LIGHTNING_CONFIG_KEY: config_json})
     )
-    _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(config_json + "\n"))
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(config_json + "\n"))
     return path
 
 
