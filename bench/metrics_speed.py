@@ -48,7 +48,7 @@ def per_step_loop(model, images, maps, classes, step):
     b, c, h, w = images.shape
     n_pixels = h * w
     n_steps = math.ceil(n_pixels / step)
-    curves = torch.empty(b, n_steps + 1, dtype=images.dtype)
+    curves = torch.empty(b, n_steps + 1, dtype=images.dtype, device=images.device)
     for i in range(b):
         order = torch.sort(maps[i].flatten(), descending=True, stable=True).indices
         current = images[i : i + 1].clone()
@@ -163,16 +163,14 @@ def main() -> None:
     )
     # The ceiling is measured right before and after our run; the better of the two counts.
     ceiling = max(ceiling_before, measure_ceiling())
-    loop, t_loop = timed(
-        lambda: per_step_loop(logits_model, images.cpu(), maps.cpu(), classes.cpu(), step)
-    )
+    loop, t_loop = timed(lambda: per_step_loop(logits_model, images, maps, classes, step))
     quantus_result, t_quantus = (None, float("nan"))
     if not args.no_quantus and device.type == "cpu":
         quantus_result, t_quantus = timed(
             lambda: quantus_curves(logits_model, images, maps, classes, step)
         )
 
-    loop_diff = (ours.cpu() - loop).abs().max().item()
+    loop_diff = (ours - loop).abs().max().item()
     rows = [
         ["batched forward ceiling", f"{ceiling:.0f}", "1.00", "–", "–"],
         [

@@ -30,10 +30,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dataset_config(base: dict, dataset: str, out: Path, run: str) -> dict:
+def dataset_config(base: dict, dataset: str, out: Path, run: str, device: str = "cpu") -> dict:
     """A training config for ``dataset`` derived from the Fashion-MNIST demo config."""
     config = copy.deepcopy(base)
     config["trainer"]["enable_progress_bar"] = False
+    config["trainer"]["accelerator"] = "gpu" if device.startswith("cuda") else "cpu"
     for logger in config["trainer"]["logger"]:
         logger["init_args"]["save_dir"] = str(out / "runs" / dataset / run)
     for callback in config["trainer"]["callbacks"]:
@@ -64,7 +65,7 @@ def run(cmd: list[str], log: Path) -> None:
 def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> dict:
     base = yaml.safe_load((REPO / "configs" / "fashion_mnist" / f"{variant}.yaml").read_text())
     name = variant if lam is None else f"{variant}-lam{lam:g}"
-    config = dataset_config(base, dataset, args.out, name)
+    config = dataset_config(base, dataset, args.out, name, args.device)
     if lam is not None:
         config["model"]["lambda_area"] = lam
     config_path = args.out / "configs" / dataset / f"{name}.yaml"
@@ -98,6 +99,8 @@ def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> d
         "--config",
         str(config_path),
         "--no-progress",
+        "--device",
+        args.device,
     ]
     if not (results_dir / "accuracy" / "results.json").is_file():  # reruns reuse results
         run(
@@ -189,6 +192,7 @@ def main() -> None:
         "--limit", type=int, default=500, help="test images for explanation metrics"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "reproduce")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training and evaluation)")
     args = parser.parse_args()
     args.out = args.out.resolve()
     lambdas = [float(x) for x in args.lambdas.split(",")]
