@@ -209,7 +209,7 @@ def main() -> None:
         + (
             f"over Quantus: {t_quantus / t_ours:.1f}x"
             if quantus_result is not None
-            else "Quantus not installed"
+            else "Quantus not run (--no-quantus, not installed, or not on CPU)"
         )
     )
     spread = (ours.max(dim=1).values - ours.min(dim=1).values).mean().item()
