@@ -10,7 +10,7 @@ reports accuracy (whole test set), area size, precision, insertion and deletion 
 
 Configs are the Fashion-MNIST demo configs (``configs/fashion_mnist/*.yaml``, timm ``test_resnet``
 with output stride 8, one epoch from scratch); for composites the same model and schedule read
-64-px RGB composites with exact object masks (10 000 per split, 2 clutter patches, 4 epochs). Fashion-MNIST precision uses the object masks
+64-px RGB composites with exact object masks (6 000 per split, 2 clutter patches, 3 epochs). Fashion-MNIST precision uses the object masks
 (pixels above a threshold). FC models are explained with Grad-CAM, SCOUTER with its own maps;
 SCOUTER− explains the least-similar class (METRICS.md).
 """
@@ -47,10 +47,10 @@ def dataset_config(base: dict, dataset: str, out: Path, run: str, device: str = 
             dataset="composites",
             image_size=64,
             in_chans=3,
-            dataset_options={"num_samples": 10000, "image_size": 64, "clutter": 2},
+            dataset_options={"num_samples": 6000, "image_size": 64, "clutter": 2},
         )
-        # 9 000 training composites: four passes make about as many steps as one Fashion-MNIST epoch.
-        config["trainer"]["max_epochs"] = 4
+        # 5 400 training composites, three passes.
+        config["trainer"]["max_epochs"] = 3
     return config
 
 
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="fashion_mnist,composites")
     parser.add_argument("--lambdas", default="1,3,10")
     parser.add_argument(
-        "--limit", type=int, default=500, help="test images for explanation metrics"
+        "--limit", type=int, default=300, help="test images for explanation metrics"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "reproduce")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (training and evaluation)")
