@@ -262,6 +262,15 @@ def _load_safetensors(path: Path, options: Mapping[str, Any]) -> tuple[ModelConf
     return _config_with_options(base, options), state
 
 
+def _lightning_model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The Classifier's weights from a ScouterModule checkpoint (``model.`` prefix removed)."""
+    return {
+        k.removeprefix(LIGHTNING_MODEL_PREFIX): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith(LIGHTNING_MODEL_PREFIX)
+    }
+
+
 def _resolve_torch_checkpoint(
     path: Path, options: Mapping[str, Any]
 ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
@@ -270,11 +279,7 @@ def _resolve_torch_checkpoint(
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
     if LIGHTNING_CONFIG_KEY in obj:  # ours, written by ScouterModule
         config = _config_with_options(obj[LIGHTNING_CONFIG_KEY], options)
-        state = {
-            k.removeprefix(LIGHTNING_MODEL_PREFIX): v
-            for k, v in obj["state_dict"].items()
-            if k.startswith(LIGHTNING_MODEL_PREFIX)
-        }
+        state = _lightning_model_state(obj)
         return config, state
     if "model" in obj and isinstance(obj["model"], Mapping):  # original train.py file
         args = obj.get("args")
@@ -349,11 +354,7 @@ def backbone_state_from_checkpoint(path: str | os.PathLike) -> dict[str, torch.T
         if not isinstance(obj, Mapping):
             raise CheckpointError(f"{str(path)!r} is not a checkpoint dict")
         if LIGHTNING_CONFIG_KEY in obj:
-            state = {
-                k.removeprefix(LIGHTNING_MODEL_PREFIX): v
-                for k, v in obj["state_dict"].items()
-                if k.startswith(LIGHTNING_MODEL_PREFIX)
-            }
+            state = _lightning_model_state(obj)
         elif "model" in obj and isinstance(obj["model"], Mapping):
             state = obj["model"]
         else:
