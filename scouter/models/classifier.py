@@ -120,6 +120,32 @@ class Classifier(nn.Module):
     def is_scouter(self) -> bool:
         return isinstance(self.head, XSlotHead)
 
+    def attention_grid(self, image_size: int | tuple[int, int]) -> tuple[int, int]:
+        """The ``(h, w)`` grid of the explanation maps for inputs of ``image_size``.
+
+        Each map of ``forward(images).attention`` has ``h × w`` cells: the backbone's feature
+        grid, set by the input size and the backbone's output stride (``backbone_kwargs:
+        {output_stride: 16}`` doubles it for CNNs). Computed by running the backbone once on a
+        zero image in eval mode (training mode and BatchNorm statistics are left untouched).
+
+        Example:
+            >>> model.attention_grid(128)  # EfficientNet-Lite0 at output stride 16
+            (8, 8)
+        """
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        param = next(self.backbone.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            with torch.no_grad():
+                probe = torch.zeros(1, self.backbone.in_chans, height, width, device=device)
+                features = self.backbone(probe.to(dtype))
+        finally:
+            self.backbone.train(was_training)
+        return int(features.shape[-2]), int(features.shape[-1])
+
     def forward(self, images: torch.Tensor) -> ClassifierOutput:
         """Classify and explain.
 

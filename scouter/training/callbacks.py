@@ -51,6 +51,9 @@ class ScouterCheckpoint(ModelCheckpoint):
     :class:`~scouter.training.cli.ScouterCLI` before ``ckpt_path="last"`` is looked up, else in
     :meth:`setup`); ``{epoch}``, ``{step}`` and metric fields stay Lightning's.
 
+    During the FC stage of two-stage training (``fc_warmup_epochs``) only ``last.ckpt`` is
+    written, so the monitored best checkpoint is always a trained SCOUTER model.
+
     Every file is written to a hidden temporary file in the same folder and renamed over the target
     (``os.replace``), so a process killed while saving never leaves a truncated ``last.ckpt``
     (Lightning's own save goes through a temporary file in the system temp folder and falls back
@@ -105,6 +108,13 @@ class ScouterCheckpoint(ModelCheckpoint):
     def _refresh_last(self, trainer: pl.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    # Two-stage training (ScouterModule.fc_warmup_epochs): the FC stage logs no val/acc, and a
+    # "best" checkpoint from it would hold an untrained xSlot head. Keep only last.ckpt then.
+    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        if getattr(trainer.lightning_module, "in_fc_warmup", False):
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
-from torch.optim.lr_scheduler import LambdaLR, StepLR
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
 from scouter.checkpoints import (
@@ -19,10 +18,14 @@ from scouter.checkpoints import (
 )
 from scouter.losses import ScouterLoss
 from scouter.models.classifier import Classifier, ClassifierOutput, ModelConfig, build_classifier
+from scouter.models.fc import FCHead
 from scouter.models.zoo import create_model, get_model_entry
 from scouter.training.freezing import freeze_backbone_stages
+from scouter.training.optimization import build_optimization
 
 # Fields that must agree between a checkpoint and the module restoring it.
+# Where the two-stage state (has the xSlot stage begun?) is kept in a checkpoint.
+_STAGE_KEY = "scouter_training_stage"
 _SHAPE_FIELDS = ("backbone", "num_classes", "head", "slots_per_class", "hidden_dim", "to_k_layers")
 
 
@@ -77,6 +80,13 @@ class ScouterModule(pl.LightningModule):
         init_backbone_from: checkpoint whose backbone starts this run (the reference's ``use_pre``
             two-stage training: FC first, then SCOUTER on its backbone), any format
             ``scouter.load_model`` reads.
+        fc_warmup_epochs: two-stage training in one ``fit``: the first ``fc_warmup_epochs``
+            epochs train the backbone with an auxiliary FC head (cross-entropy only), the
+            remaining epochs train the xSlot head on that backbone (xSlot models only; must be
+            below ``trainer.max_epochs``). One optimizer and one learning-rate schedule span both
+            stages; the xSlot head's optimizer state starts fresh at the boundary. During the FC
+            stage metrics are logged as ``fc_warmup/{train,val}/{loss,acc}`` and no best-model
+            checkpoint is kept (``last.ckpt`` is), so the best checkpoint is always a SCOUTER one.
     """
 
     def __init__(
@@ -109,6 +119,7 @@ class ScouterModule(pl.LightningModule):
         lr_min_factor: float = 0.0,
         freeze_stages: int = 0,
         init_backbone_from: str | None = None,
+        fc_warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +141,8 @@ class ScouterModule(pl.LightningModule):
                 "first (e.g. python train.py fit --config configs/<dataset>/fc.yaml) or point it "
                 "at its checkpoint (last.ckpt in its checkpoint folder)"
             )
+        if int(fc_warmup_epochs) < 0:
+            raise ValueError(f"fc_warmup_epochs must be >= 0, got {fc_warmup_epochs}")
         given = dict(
             backbone=backbone,
             head=head,
@@ -165,6 +178,19 @@ class ScouterModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(int(num_classes), average="micro")
         self.val_acc = MulticlassAccuracy(int(num_classes), average="micro")
         self.test_acc = MulticlassAccuracy(int(num_classes), average="micro")
+        self.fc_warmup_epochs = int(fc_warmup_epochs)
+        self._xslot_stage_started = False
+        if self.fc_warmup_epochs:
+            if not self.model.is_scouter:
+                raise ValueError(
+                    f"fc_warmup_epochs={fc_warmup_epochs} trains an FC head before the xSlot "
+                    "head, but this model's head is already FC: set fc_warmup_epochs: 0 (or "
+                    "head: xslot)"
+                )
+            # Outside self.model on purpose: exported and loaded models never carry it.
+            self.fc_warmup_head = FCHead(self.model.backbone.out_channels, int(num_classes))
+            self.fc_warmup_train_acc = MulticlassAccuracy(int(num_classes), average="micro")
+            self.fc_warmup_val_acc = MulticlassAccuracy(int(num_classes), average="micro")
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -212,18 +238,46 @@ class ScouterModule(pl.LightningModule):
         """``images (B, C, H, W)`` → :class:`ClassifierOutput` (logits ``(B, K)``, attention)."""
         return self.model(images)
 
+    @property
+    def in_fc_warmup(self) -> bool:
+        """``True`` while ``fit`` is in its FC warm-up stage (epochs ``< fc_warmup_epochs``).
+
+        Outside ``fit`` (``validate``, ``test``, ``predict``) the SCOUTER model is always used.
+        """
+        if not self.fc_warmup_epochs or self._trainer is None:
+            return False
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        return fitting and self.current_epoch < self.fc_warmup_epochs
+
+    def _forward_for_stage(self) -> tuple[Any, torch.nn.Module | None, str]:
+        """The head that trains now, the idle one (if any) and the metric prefix."""
+        if self.in_fc_warmup:
+            return self.fc_warmup_head, self.model.head, "fc_warmup/"
+        return None, getattr(self, "fc_warmup_head", None), ""
+
     def _shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
-        output = self.model(images)
-        parts = self.loss(output, labels)
+        warmup_head, idle_head, prefix = self._forward_for_stage()
+        if warmup_head is not None:
+            output = ClassifierOutput(warmup_head(self.model.backbone(images)))
+        else:
+            output = self.model(images)
+        parts = self.loss(output, labels)  # the FC stage has no attention: cross-entropy only
+        total = parts.total
         if stage == "train":
             self._check_finite_loss(parts)
-        metric = {"train": self.train_acc, "val": self.val_acc, "test": self.test_acc}[stage]
+            if idle_head is not None and self.trainer.world_size > 1:
+                # DDP expects a gradient for every parameter: give the idle head exact zeros.
+                total = total + 0.0 * sum(p.sum() for p in idle_head.parameters())
+        metrics = {"train": self.train_acc, "val": self.val_acc, "test": self.test_acc}
+        if prefix:
+            metrics = {"train": self.fc_warmup_train_acc, "val": self.fc_warmup_val_acc}
+        metric = metrics[stage]
         metric(output.logits.detach(), labels)
         on_step = stage == "train"
         size = labels.shape[0]
         self.log(
-            f"{stage}/loss",
+            f"{prefix}{stage}/loss",
             parts.total,
             on_step=on_step,
             on_epoch=True,
@@ -231,22 +285,45 @@ class ScouterModule(pl.LightningModule):
             batch_size=size,
             sync_dist=not on_step,
         )
-        self.log_dict(
-            {f"{stage}/ce": parts.ce, f"{stage}/area": parts.area},
-            on_step=on_step,
-            on_epoch=True,
-            batch_size=size,
-            sync_dist=not on_step,
-        )
+        if not prefix:
+            self.log_dict(
+                {f"{stage}/ce": parts.ce, f"{stage}/area": parts.area},
+                on_step=on_step,
+                on_epoch=True,
+                batch_size=size,
+                sync_dist=not on_step,
+            )
         self.log(
-            f"{stage}/acc",
+            f"{prefix}{stage}/acc",
             metric,
             on_step=on_step,
             on_epoch=True,
             prog_bar=stage != "train",
             batch_size=size,
         )
-        return parts.total
+        return total
+
+    def on_fit_start(self) -> None:
+        size = getattr(getattr(self.trainer, "datamodule", None), "image_size", None)
+        if size is not None and self.model.is_scouter:
+            grid = self.model.attention_grid(size)
+            self.attention_grid = grid
+            rank_zero_info(f"explanation maps: {grid[0]}×{grid[1]} cells at {size} px input")
+
+    def on_train_epoch_start(self) -> None:
+        if not self.fc_warmup_epochs or self.in_fc_warmup or self._xslot_stage_started:
+            return
+        # Stage boundary. Under DDP the idle xSlot head got zero gradients during the FC stage,
+        # which leaves Adam moments and step counts that would distort its first updates.
+        head = set(self.model.head.parameters())
+        for optimizer in self.trainer.optimizers:
+            for param in head:
+                optimizer.state.pop(param, None)
+        self._xslot_stage_started = True
+        rank_zero_info(
+            f"epoch {self.current_epoch}: FC warm-up done, training the xSlot head "
+            f"({self.model.config.variant}) on its backbone"
+        )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
@@ -308,40 +385,23 @@ class ScouterModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
         head = [p for p in self.model.head.parameters() if p.requires_grad]
-        groups = [{"params": head, "lr": hp.lr, "name": "head"}]
-        if backbone:
-            lr = hp.backbone_lr if hp.backbone_lr is not None else hp.lr
-            groups.append({"params": backbone, "lr": lr, "name": "backbone"})
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "step":
-            step = StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": step, "interval": "epoch"},
-            }
-        if hp.scheduler == "none" and not hp.warmup_steps:
-            return {"optimizer": optimizer}
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup, floor, cosine = (
-            int(hp.warmup_steps),
-            float(hp.lr_min_factor),
-            hp.scheduler == "cosine",
+        if self.fc_warmup_epochs:
+            head += list(self.fc_warmup_head.parameters())
+        cosine_or_warmup = hp.scheduler == "cosine" or hp.warmup_steps
+        return build_optimization(
+            head,
+            (p for p in self.model.backbone.parameters() if p.requires_grad),
+            lr=hp.lr,
+            backbone_lr=hp.backbone_lr,
+            weight_decay=hp.weight_decay,
+            scheduler=hp.scheduler,
+            lr_step_size=hp.lr_step_size,
+            lr_gamma=hp.lr_gamma,
+            warmup_steps=hp.warmup_steps,
+            lr_min_factor=hp.lr_min_factor,
+            total_steps=self.trainer.estimated_stepping_batches if cosine_or_warmup else None,
         )
-
-        # A closure, not an object: LambdaLR then keeps nothing but numbers in its state_dict,
-        # so checkpoints stay loadable with weights_only=True.
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if not cosine:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        schedule = LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # --- checks and checkpoints -------------------------------------------------------------------
 
@@ -354,11 +414,23 @@ class ScouterModule(pl.LightningModule):
                 "set model num_classes to the data's (train.py links them), or select the classes "
                 "with data.dataset_options.num_classes"
             )
+        max_epochs = self.trainer.max_epochs
+        if stage == "fit" and self.fc_warmup_epochs and max_epochs not in (None, -1):
+            if self.fc_warmup_epochs >= max_epochs:
+                raise ValueError(
+                    f"fc_warmup_epochs={self.fc_warmup_epochs} leaves no epoch for the xSlot head "
+                    f"(trainer.max_epochs={max_epochs}): raise max_epochs above "
+                    "fc_warmup_epochs or lower fc_warmup_epochs"
+                )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_CONFIG_KEY] = self.model.config.to_dict()
+        checkpoint[_STAGE_KEY] = {"xslot_stage_started": self._xslot_stage_started}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stage = checkpoint.get(_STAGE_KEY)
+        if stage is not None:
+            self._xslot_stage_started = bool(stage.get("xslot_stage_started", False))
         stored = checkpoint.get(LIGHTNING_CONFIG_KEY)
         if stored is None:
             return

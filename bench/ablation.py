@@ -1,0 +1,202 @@
+"""Why SCOUTER+ lags FC: one lever at a time, on the same composites data and CPU budget.
+
+Each variant is the shipped ``configs/composites/<model>.yaml`` plus the CPU protocol below plus
+the variant's own changes; it is trained with ``train.py fit`` and evaluated with ``evaluate.py``
+(accuracy on the first ``--acc-limit`` test images, area and precision of the model's own maps —
+Grad-CAM for FC — on the first ``--map-limit``). Finished runs are reused, so an interrupted sweep
+resumes. Results go to ``<out>/ablation.json`` and ``<out>/ablation.md``.
+
+CPU protocol (2 cores): 128-px composites with 2 clutter patches, ``num_samples`` training
+composites per epoch (``--samples``, default 3 000), ``--epochs`` epochs (default 3), 16 validation
+batches, the backbone's stem and first 3 stages frozen (2.2× faster steps at output stride 16,
+measured), seed 0.
+
+    python bench/ablation.py                          # every variant
+    python bench/ablation.py --only fc_os16,pos_os16  # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+OS16 = {"model": {"backbone_kwargs": {"output_stride": 16}}}
+WARM = {"model": {"fc_warmup_epochs": 1}}
+HEAD_LR = {"model": {"lr": 1e-3, "backbone_lr": 1e-4}}
+
+
+def merge(*parts: dict) -> dict:
+    """Deep-merge nested dicts, later parts winning."""
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+# name -> (base config, changes, what the row tests). Order = the order of the table.
+VARIANTS: dict[str, tuple[str, dict, str]] = {
+    "fc_os32": ("fc", {}, "FC, shipped grid (Grad-CAM 4×4)"),
+    "fc_os16": ("fc", OS16, "FC, output stride 16 (Grad-CAM 8×8)"),
+    "fc_os16_headlr": ("fc", merge(OS16, HEAD_LR), "FC, OS16, head lr 1e-3"),
+    "pos_shipped": ("scouter_pos", {}, "SCOUTER+ shipped (4×4, reference norm)"),
+    "pos_os16": ("scouter_pos", OS16, "+ grid 8×8 (output stride 16)"),
+    "pos_os16_abs": (
+        "scouter_pos",
+        merge(OS16, {"model": {"attention_norm": "abs"}}),
+        "+ grid 8×8, abs norm",
+    ),
+    "pos_os16_none": (
+        "scouter_pos",
+        merge(OS16, {"model": {"attention_norm": "none"}}),
+        "+ grid 8×8, no norm",
+    ),
+}
+
+
+def protocol(samples: int, epochs: int) -> dict:
+    return {
+        "trainer": {
+            "max_epochs": epochs,
+            "limit_val_batches": 16,
+            "enable_progress_bar": False,
+            "accelerator": "cpu",
+            "devices": 1,
+        },
+        "model": {"freeze_stages": 3},
+        "data": {
+            "num_workers": 1,
+            "dataset_options": {"num_samples": samples, "image_size": 128, "clutter": 2},
+        },
+    }
+
+
+def variant_config(name: str, args: argparse.Namespace, extra: dict | None = None) -> dict:
+    base_name, changes, _ = VARIANTS[name]
+    base = yaml.safe_load((REPO / "configs" / "composites" / f"{base_name}.yaml").read_text())
+    config = merge(base, protocol(args.samples, args.epochs), changes, extra or {})
+    for logger in config["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(args.out / "runs" / name)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ScouterCheckpoint"):
+            callback["init_args"]["dirpath"] = str(args.out / "checkpoints" / name)
+    return config
+
+
+def run(cmd: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        result = subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
+
+
+def train_and_evaluate(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    config = variant_config(name, args)
+    config_path = args.out / "configs" / f"{name}.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    ckpt_dir = args.out / "checkpoints" / name
+    timing = args.out / "logs" / f"{name}-fit.seconds"
+    if not timing.is_file():
+        start = time.perf_counter()
+        run(
+            [sys.executable, "train.py", "fit", "--config", str(config_path)],
+            args.out / "logs" / f"{name}-fit.log",
+        )
+        timing.write_text(f"{time.perf_counter() - start:.1f}\n")
+    best = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt")[-1]
+    evaluate = [sys.executable, "evaluate.py", "--checkpoint", str(best)]
+    evaluate += ["--config", str(config_path), "--no-progress", "--device", "cpu"]
+    results = args.out / "results" / name
+    for what, metrics, limit in (
+        ("accuracy", "accuracy", args.acc_limit),
+        ("maps", "area,precision", args.map_limit),
+    ):
+        if not (results / what / "results.json").is_file():
+            run(
+                evaluate
+                + ["--metrics", metrics, "--limit", str(limit), "--out", str(results / what)],
+                args.out / "logs" / f"{name}-{what}.log",
+            )
+    accuracy = json.loads((results / "accuracy" / "results.json").read_text())
+    maps = json.loads((results / "maps" / "results.json").read_text())
+    ((explainer, doc),) = maps["explanations"].items()
+    return {
+        "variant": name,
+        "what": VARIANTS[name][2],
+        "accuracy": accuracy["metrics"]["accuracy"]["value"],
+        "explainer": explainer,
+        "area": doc["metrics"]["area"]["value"],
+        "precision": doc["metrics"]["precision"]["value"],
+        "train_seconds": float(timing.read_text()),
+        "val_acc": val_curve(args.out / "runs" / name),
+    }
+
+
+def val_curve(runs: Path) -> list[float]:
+    """Validation accuracy per epoch from the run's CSV log (the newest version)."""
+    import csv
+
+    files = sorted((runs / "csv").glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return []
+    with files[-1].open() as handle:
+        return [round(float(r["val/acc"]), 4) for r in csv.DictReader(handle) if r.get("val/acc")]
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| variant | change | val acc per epoch | test acc | explainer | area ↓ | precision ↑ | fit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        curve = ", ".join(f"{v:.3f}" for v in r["val_acc"])
+        lines.append(
+            f"| `{r['variant']}` | {r['what']} | {curve} | {r['accuracy']:.3f} | {r['explainer']} "
+            f"| {r['area']:.3f} | {r['precision']:.3f} | {r['train_seconds']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated variant names (default: all)")
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--acc-limit", type=int, default=1000)
+    parser.add_argument("--map-limit", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "ablation")
+    args = parser.parse_args()
+    args.out = args.out.resolve()
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    rows_path = args.out / "ablation.json"
+    rows = (
+        {r["variant"]: r for r in json.loads(rows_path.read_text())} if rows_path.is_file() else {}
+    )
+    for name in names:
+        rows[name] = train_and_evaluate(name, args)
+        ordered = [rows[n] for n in VARIANTS if n in rows]
+        rows_path.write_text(json.dumps(ordered, indent=2))
+        (args.out / "ablation.md").write_text(markdown(ordered) + "\n")
+        print(json.dumps(rows[name]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
