@@ -64,6 +64,21 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         merge(OS16, {"model": {"attention_norm": "none"}}),
         "+ grid 8×8, no norm",
     ),
+    "pos_warm_ref": (
+        "scouter_pos",
+        merge(OS16, WARM),
+        "+ grid 8×8, FC warm-up 1 epoch, reference norm",
+    ),
+    "pos_warm_abs": (
+        "scouter_pos",
+        merge(OS16, WARM, {"model": {"attention_norm": "abs"}}),
+        "+ grid 8×8, FC warm-up 1 epoch, abs norm",
+    ),
+    "pos_warm_none": (
+        "scouter_pos",
+        merge(OS16, WARM, {"model": {"attention_norm": "none"}}),
+        "+ grid 8×8, FC warm-up 1 epoch, no norm",
+    ),
 }
 
 

@@ -233,6 +233,12 @@ def _config_with_options(base: Mapping[str, Any], options: Mapping[str, Any]) ->
     return ModelConfig.from_dict(merged)
 
 
+def _original_config(base: Mapping[str, Any], options: Mapping[str, Any]) -> ModelConfig:
+    # Original SCOUTER weights were trained with the paper's signed normalisation: keep it
+    # (scouter's own training default differs), unless the caller overrides it.
+    return _config_with_options({"attention_norm": "reference", **base}, options)
+
+
 def _load_safetensors(path: Path, options: Mapping[str, Any]) -> tuple[ModelConfig, dict]:
     try:
         state = load_file(path)
@@ -257,7 +263,7 @@ def _load_safetensors(path: Path, options: Mapping[str, Any]) -> tuple[ModelConf
                 "load_model(path, backbone='resnet18', num_classes=10)"
             )
     if is_original_state_dict(state):
-        config = _config_with_options(base, options)
+        config = _original_config(base, options)
         return config, convert_original_state_dict(state, config)
     return _config_with_options(base, options), state
 
@@ -291,7 +297,7 @@ def _resolve_torch_checkpoint(
             )
         if args is None and "negative_" in path.name:
             base["sign"] = -1  # SPEC B §7.1: the file name records SCOUTER− runs
-        config = _config_with_options(base, options)
+        config = _original_config(base, options)
         return config, convert_original_state_dict(obj["model"], config)
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raise CheckpointError(
@@ -304,10 +310,10 @@ def _resolve_torch_checkpoint(
                 f"{str(path)!r} is a bare state_dict without a config: pass it as options, e.g. "
                 "load_model(path, backbone='resnet18', num_classes=10, slots_per_class=1, sign=1)"
             )
-        config = _config_with_options({}, options)
         if is_original_state_dict(obj):
+            config = _original_config({}, options)
             return config, convert_original_state_dict(obj, config)
-        return config, dict(obj)
+        return _config_with_options({}, options), dict(obj)
     raise CheckpointError(
         f"{str(path)!r}: unknown checkpoint layout (top-level keys: {sorted(map(str, obj))[:10]})"
     )

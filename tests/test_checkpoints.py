@@ -219,6 +219,26 @@ def test_bare_original_state_dict_with_options(tmp_path):
         tmp_path / "bare_state.pth", backbone="resnet18", num_classes=10, slots_per_class=1, sign=-1
     )
     assert model.config.sign == -1
+    assert model.config.attention_norm == "reference"  # the paper's, not the training default
+
+
+def test_original_checkpoints_and_paper_recipes_keep_the_reference_normalisation(tmp_path):
+    from scouter.models.classifier import TRAINING_ATTENTION_NORM, ModelConfig
+
+    assert TRAINING_ATTENTION_NORM != "reference"
+    assert (
+        ModelConfig(backbone="test_resnet", num_classes=3).attention_norm == TRAINING_ATTENTION_NORM
+    )
+    head, _ = head_for_original_checkpoint()
+    path = tmp_path / "ImageNet_use_slot_checkpoint.pth"
+    write_original_checkpoint(path, original_args(), head)
+    assert scouter.load_model(path).config.attention_norm == "reference"
+    # Overridable, as every option.
+    assert scouter.load_model(path, attention_norm="abs").config.attention_norm == "abs"
+    for name in scouter.list_models("scouter_*"):
+        norm = scouter.models.zoo.get_model_entry(name).config.attention_norm
+        paper = any(tag in name for tag in ("imagenet100", "cub200", "mnist"))
+        assert norm == ("reference" if paper else TRAINING_ATTENTION_NORM), name
 
 
 def test_class_count_disagreeing_with_slots_is_named(tmp_path):

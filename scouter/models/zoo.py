@@ -202,6 +202,7 @@ _recipe(
     "resnest26d",
     "imagenet100",
     "ResNeSt-26d on the first 100 ImageNet classes, 260 px (paper Tables 1/3)",
+    arch={"attention_norm": "reference"},
     variants={
         "fc": {"num_classes": 100},
         "scouter_pos": {"num_classes": 100, "slots_per_class": 1, "to_k_layers": 3},
@@ -213,6 +214,7 @@ _recipe(
     "resnest50d",
     "cub200",
     "ResNeSt-50d on CUB-200-2011, first 25 classes as the reference README, 260 px",
+    arch={"attention_norm": "reference"},
     variants={
         "fc": {"num_classes": 25},
         "scouter_pos": {
@@ -229,7 +231,7 @@ _recipe(
     "resnet18",
     "mnist",
     "ResNet-18 with the reference's 1-channel 3x3 stem on MNIST, 260 px",
-    arch={"in_chans": 1, "stem": "mnist"},
+    arch={"in_chans": 1, "stem": "mnist", "attention_norm": "reference"},
     mean=(0.1307,),
     std=(0.3081,),
     input_size=(1, 260, 260),
