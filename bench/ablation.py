@@ -80,6 +80,36 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         "+ grid 8×8, FC warm-up 1 epoch, no norm",
     ),
 }
+WARM_NONE = merge(OS16, WARM, {"model": {"attention_norm": "none"}})
+VARIANTS.update(
+    {
+        "pos_warm_none_os32": (
+            "scouter_pos",
+            merge(WARM, {"model": {"attention_norm": "none"}}),
+            "FC warm-up, no norm, but grid 4×4 (output stride 32)",
+        ),
+        "pos_warm_none_headlr": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3",
+        ),
+        "pos_warm_none_lam3": (
+            "scouter_pos",
+            merge(WARM_NONE, {"model": {"lambda_area": 3.0}}),
+            "+ grid 8×8, FC warm-up, no norm, λ 3",
+        ),
+        "pos_warm_none_lam10": (
+            "scouter_pos",
+            merge(WARM_NONE, {"model": {"lambda_area": 10.0}}),
+            "+ grid 8×8, FC warm-up, no norm, λ 10",
+        ),
+        "pos_warm_none_s3": (
+            "scouter_pos",
+            merge(WARM_NONE, {"model": {"slots_per_class": 3}}),
+            "+ grid 8×8, FC warm-up, no norm, 3 slots per class",
+        ),
+    }
+)
 
 
 def protocol(samples: int, epochs: int) -> dict:
@@ -201,16 +231,22 @@ def main() -> None:
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
-    rows_path = args.out / "ablation.json"
-    rows = (
-        {r["variant"]: r for r in json.loads(rows_path.read_text())} if rows_path.is_file() else {}
-    )
+    # One row file per variant, so that two sweeps can run side by side (one thread each).
+    row_dir = args.out / "rows"
+    row_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
-        rows[name] = train_and_evaluate(name, args)
-        ordered = [rows[n] for n in VARIANTS if n in rows]
-        rows_path.write_text(json.dumps(ordered, indent=2))
-        (args.out / "ablation.md").write_text(markdown(ordered) + "\n")
-        print(json.dumps(rows[name]), flush=True)
+        row = train_and_evaluate(name, args)
+        (row_dir / f"{name}.json").write_text(json.dumps(row, indent=2))
+        write_tables(args.out)
+        print(json.dumps(row), flush=True)
+
+
+def write_tables(out: Path) -> None:
+    """``ablation.json`` / ``ablation.md`` from every finished variant's row file."""
+    rows = {p.stem: json.loads(p.read_text()) for p in (out / "rows").glob("*.json")}
+    ordered = [rows[n] for n in VARIANTS if n in rows]
+    (out / "ablation.json").write_text(json.dumps(ordered, indent=2))
+    (out / "ablation.md").write_text(markdown(ordered) + "\n")
 
 
 if __name__ == "__main__":
