@@ -83,33 +83,52 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
 WARM_NONE = merge(OS16, WARM, {"model": {"attention_norm": "none"}})
 VARIANTS.update(
     {
-        "pos_warm_none_os32": (
-            "scouter_pos",
-            merge(WARM, {"model": {"attention_norm": "none"}}),
-            "FC warm-up, no norm, but grid 4×4 (output stride 32)",
-        ),
         "pos_warm_none_headlr": (
             "scouter_pos",
             merge(WARM_NONE, HEAD_LR),
             "+ grid 8×8, FC warm-up, no norm, head lr 1e-3",
         ),
-        "pos_warm_none_lam3": (
+        "pos_recipe_lam3": (
             "scouter_pos",
-            merge(WARM_NONE, {"model": {"lambda_area": 3.0}}),
-            "+ grid 8×8, FC warm-up, no norm, λ 3",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3",
         ),
-        "pos_warm_none_lam10": (
+        "pos_recipe_lam10": (
             "scouter_pos",
-            merge(WARM_NONE, {"model": {"lambda_area": 10.0}}),
-            "+ grid 8×8, FC warm-up, no norm, λ 10",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 10.0}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 10",
         ),
-        "pos_warm_none_s3": (
+        "pos_recipe_headlr3": (
             "scouter_pos",
-            merge(WARM_NONE, {"model": {"slots_per_class": 3}}),
-            "+ grid 8×8, FC warm-up, no norm, 3 slots per class",
+            merge(WARM_NONE, {"model": {"lr": 3e-4, "backbone_lr": 1e-4}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 3e-4",
+        ),
+        "pos_recipe_4ep": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"trainer": {"max_epochs": 4}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, 4 epochs (1 FC + 3 xSlot)",
+        ),
+        "pos_recipe_os32": (
+            "scouter_pos",
+            merge(WARM, HEAD_LR, {"model": {"attention_norm": "none"}}),
+            "FC warm-up, no norm, head lr 1e-3, but grid 4×4 (output stride 32)",
         ),
     }
 )
+
+# Every lever's starting value, the shipped recipe before this ablation (configs/composites as of
+# the first release): a variant changes only what it names, whatever the configs say today.
+BASELINE = {
+    "model": {
+        "lr": 1e-4,
+        "backbone_lr": None,
+        "attention_norm": "reference",
+        "fc_warmup_epochs": 0,
+        "lambda_area": 1.0,
+        "power": 2,
+        "slots_per_class": 1,
+    }
+}
 
 
 def protocol(samples: int, epochs: int) -> dict:
@@ -132,7 +151,11 @@ def protocol(samples: int, epochs: int) -> dict:
 def variant_config(name: str, args: argparse.Namespace, extra: dict | None = None) -> dict:
     base_name, changes, _ = VARIANTS[name]
     base = yaml.safe_load((REPO / "configs" / "composites" / f"{base_name}.yaml").read_text())
-    config = merge(base, protocol(args.samples, args.epochs), changes, extra or {})
+    config = merge(base, BASELINE, protocol(args.samples, args.epochs), changes, extra or {})
+    # Replaced, not merged: a variant without output_stride means the backbone's default (32).
+    config["model"]["backbone_kwargs"] = dict(changes.get("model", {}).get("backbone_kwargs", {}))
+    if base_name == "fc":
+        config["model"].pop("fc_warmup_epochs", None)
     for logger in config["trainer"]["logger"]:
         logger["init_args"]["save_dir"] = str(args.out / "runs" / name)
     for callback in config["trainer"]["callbacks"]:

@@ -1,0 +1,100 @@
+"""bench/recipes.py: the arithmetic and decisions of the recipes benchmark (no training here)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench import recipes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _row(model: str, explainer: str, seed: int, **values: float) -> dict:
+    row = {"dataset": "composites", "model": model, "explainer": explainer, "seed": seed}
+    row.update({m: None for m in recipes.METRICS}, train_seconds=10.0)
+    row.update(values)
+    return row
+
+
+def test_aggregate_is_the_mean_and_sample_std_over_seeds():
+    rows = [
+        _row("fc", "gradcam", 0, accuracy=0.70, precision=0.40),
+        _row("fc", "gradcam", 1, accuracy=0.74, precision=0.44),
+        _row("fc", "gradcam", 2, accuracy=0.72, precision=float("nan")),  # NaN is left out
+    ]
+    (summary,) = recipes.aggregate(rows)
+    assert summary["n"] == 3
+    mean, std = summary["accuracy"]
+    assert mean == pytest.approx(0.72) and std == pytest.approx(0.02)  # sqrt(0.0008 / 2)
+    mean, std = summary["precision"]
+    assert mean == pytest.approx(0.42) and std == pytest.approx(math.sqrt(0.0008))
+
+
+def test_targets_pass_and_fail_on_the_measured_means():
+    rows = [
+        _row("fc", "gradcam", 0, accuracy=0.80, precision=0.40, area=0.30),
+        _row("scouter_pos", "slot", 0, accuracy=0.785, precision=0.45, area=0.25),
+        _row("scouter_neg", "slot", 0, accuracy=0.70, precision=0.20, area=0.20),
+    ]
+    checks = {
+        what: passed for what, _, passed in recipes.targets(recipes.aggregate(rows), "composites")
+    }
+    assert checks == {
+        "SCOUTER+ accuracy ≥ FC − 0.02": True,
+        "SCOUTER+ precision > FC Grad-CAM's, with a smaller area": True,
+        "SCOUTER− accuracy ≥ FC − 0.02": False,
+    }
+    rows[1]["area"] = 0.35  # more precise but larger: the target needs both
+    checks = {
+        what: passed for what, _, passed in recipes.targets(recipes.aggregate(rows), "composites")
+    }
+    assert not checks["SCOUTER+ precision > FC Grad-CAM's, with a smaller area"]
+
+
+def test_the_two_best_other_explainers_are_chosen_by_precision():
+    precisions = {
+        "gradcam": 0.9,
+        "ig": 0.33,
+        "saliency": 0.28,
+        "cam": float("nan"),
+        "gradcam++": 0.30,
+    }
+    assert recipes.select_explainers(precisions) == ["ig", "gradcam++"]
+
+
+def test_run_config_sets_seed_profile_and_own_folders(tmp_path):
+    for model in recipes.MODELS:
+        base = yaml.safe_load((REPO / "configs" / "composites" / f"{model}.yaml").read_text())
+        config = recipes.run_config(base, "composites", 2, "cpu", tmp_path / model, "cpu")
+        assert config["seed_everything"] == 2
+        assert config["trainer"]["max_epochs"] == 3
+        assert config["data"]["dataset_options"] == {
+            "num_samples": 2000,
+            "image_size": 128,
+            "clutter": 2,
+        }
+        (callback,) = [c for c in config["trainer"]["callbacks"] if "Checkpoint" in c["class_path"]]
+        assert callback["init_args"]["dirpath"] == str(tmp_path / model / "checkpoints")
+        assert all(
+            log["init_args"]["save_dir"] == str(tmp_path / model / "runs")
+            for log in config["trainer"]["logger"]
+        )
+        # The recipe itself is the shipped one: only the budget changes.
+        assert config["model"] == base["model"]
+        assert ("fc_warmup_epochs" in config["model"]) == (model != "fc")
+    fmnist = yaml.safe_load((REPO / "configs" / "fashion_mnist" / "fc.yaml").read_text())
+    config = recipes.run_config(fmnist, "fashion_mnist", 0, "cpu", tmp_path, "cpu")
+    assert config["data"]["dataset_options"]["object_masks"] is True
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path):
+    args = type("Args", (), {"out": tmp_path, "profile": "cpu", "device": "cpu"})()
+    run = recipes.Run("composites", "fc", 0, args)
+    run.dir.mkdir(parents=True)
+    run.timing.write_text("12.5\n")
+    run.train()  # would start train.py (and fail: no config) if it did not reuse the run
+    assert not run.config.exists()
