@@ -267,7 +267,8 @@ def main() -> None:
 def write_tables(out: Path) -> None:
     """``ablation.json`` / ``ablation.md`` from every finished variant's row file."""
     rows = {p.stem: json.loads(p.read_text()) for p in (out / "rows").glob("*.json")}
-    ordered = [rows[n] for n in VARIANTS if n in rows]
+    # Labels from VARIANTS: they say what ran (the baseline above), whatever a row file says.
+    ordered = [{**rows[n], "what": VARIANTS[n][2]} for n in VARIANTS if n in rows]
     (out / "ablation.json").write_text(json.dumps(ordered, indent=2))
     (out / "ablation.md").write_text(markdown(ordered) + "\n")
 
