@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,12 @@ ORACLE_DIR = SHARED / "oracle" / "head_vectors"
 
 # Two cores here: more threads than that only add contention.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# Dataset caches (composites) of the whole session, subprocesses included, go to a temporary
+# folder, never into the user's home.
+_CACHE = tempfile.mkdtemp(prefix="scouter-test-cache-")
+os.environ["SCOUTER_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 def oracle_files() -> list[Path]:

@@ -39,6 +39,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from scouter.data.base import DatasetLayoutError, select_classes
+from scouter.data.composites_cache import ensure_cache, open_cache
 from scouter.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, find_idx_pair, read_idx
 from scouter.data.registry import register_dataset
 from scouter.data.sample import Sample, mask_to_box
@@ -169,6 +170,10 @@ class CompositesDataset(Dataset):
         saturation: maximum colour saturation of the object tint (0 = gray objects).
         num_classes: keep only the first K classes.
         animal_root: folder with Animal-MNIST's two ``.gz`` files (default: the installed package).
+        cache: render the split once into memory-mapped arrays and serve samples from them
+            (:mod:`scouter.data.composites_cache`; identical samples, no per-epoch rendering).
+        cache_dir: where the cache lives (default ``$SCOUTER_CACHE_DIR/composites``, else
+            ``~/.cache/scouter/composites``).
 
     Attributes:
         class_names, num_classes, targets: as for every reader (targets without rendering).
@@ -189,6 +194,8 @@ class CompositesDataset(Dataset):
         saturation: float = 0.6,
         num_classes: int | None = None,
         animal_root: str | None = None,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         if split not in _SPLIT_CODE:
             raise ValueError(f"composites split must be train, val or test, got {split!r}")
@@ -244,17 +251,34 @@ class CompositesDataset(Dataset):
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         self.targets = item_labels[self._order[np.arange(self.num_samples) % self._order.size]]
         self.stats = {"missing": 0, "corrupt": 0, "boxes_clipped": 0, "boxes_dropped": 0}
+        self.cache_folder = ensure_cache(self, cache_dir) if cache else None
+        self._cached: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.num_samples
 
+    def __getstate__(self) -> dict:
+        # Worker processes map the cache files themselves instead of receiving a pickled copy.
+        return {**self.__dict__, "_cached": None}
+
     def __getitem__(self, index: int) -> Sample:
-        layers = self.render(index)
+        if self.cache_folder is None:
+            layers = self.render(index)
+            image, mask, label = layers["image"], layers["mask"], layers["label"]
+        else:
+            if not 0 <= index < self.num_samples:
+                raise IndexError(f"composite index {index} out of range [0, {self.num_samples})")
+            if self._cached is None:
+                self._cached = open_cache(self.cache_folder)
+            # Copies: transforms write into their inputs, the maps are read-only.
+            image = np.array(self._cached["images"][index])
+            mask = np.array(self._cached["masks"][index])
+            label = int(self._cached["labels"][index])
         return Sample(
-            image=layers["image"],
-            label=layers["label"],
-            boxes=mask_to_box(layers["mask"]),
-            mask=layers["mask"],
+            image=image,
+            label=label,
+            boxes=mask_to_box(mask),
+            mask=mask,
             id=f"composite/{self.split}/{self.seed}/{index}",
         )
 

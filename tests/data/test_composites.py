@@ -106,7 +106,7 @@ def test_animal_and_both_object_sources(fashion_root):
     reason="Debian package dataset-fashion-mnist not installed",
 )
 def test_default_root_generates_a_thousand_samples_quickly():
-    ds = create_dataset("composites", split="train", num_samples=1000, clutter=2)
+    ds = create_dataset("composites", split="train", num_samples=1000, clutter=2, cache=False)
     start = time.perf_counter()
     samples = [ds[i] for i in range(1000)]
     elapsed = time.perf_counter() - start

@@ -1,0 +1,113 @@
+"""The composites cache: equal to fresh rendering, keyed by what shapes a sample, safe to share."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scouter.data import create_dataset
+from scouter.data.composites_cache import cache_key
+
+OPTIONS = dict(num_samples=24, image_size=48, clutter=2, seed=3)
+
+
+def _make(fashion_root: Path, cache_dir: Path | None, **options):
+    merged = {**OPTIONS, **options}
+    if cache_dir is None:
+        return create_dataset("composites", fashion_root, "train", cache=False, **merged)
+    return create_dataset("composites", fashion_root, "train", cache_dir=str(cache_dir), **merged)
+
+
+def _folders(cache_dir: Path) -> list[Path]:
+    return sorted(p for p in cache_dir.iterdir() if p.is_dir())
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    return tmp_path / "cache"  # beside, not around, the fashion_root fixture's files
+
+
+def test_cached_samples_equal_freshly_rendered_ones(fashion_root, cache):
+    cached = _make(fashion_root, cache)
+    fresh = _make(fashion_root, None)
+    assert cached.cache_folder is not None and fresh.cache_folder is None
+    for index in range(len(fresh)):
+        a, b = cached[index], fresh[index]
+        assert np.array_equal(a.image, b.image) and a.image.dtype == b.image.dtype
+        assert np.array_equal(a.mask, b.mask) and a.mask.dtype == b.mask.dtype
+        assert np.array_equal(a.boxes, b.boxes) and a.label == b.label and a.id == b.id
+        assert a.image.flags.writeable  # transforms may write into it; the map stays intact
+    assert np.array_equal(cached.targets, fresh.targets)
+    with pytest.raises(IndexError):
+        cached[len(cached)]
+
+
+def test_an_option_that_changes_samples_rebuilds_and_one_that_does_not_reuses(fashion_root, cache):
+    first = _make(fashion_root, cache)
+    again = _make(fashion_root, cache, animal_root="/unused/for/fashion_mnist")
+    assert again.cache_folder == first.cache_folder and len(_folders(cache)) == 1
+    for change in ({"clutter": 1}, {"seed": 4}, {"image_size": 40}, {"num_samples": 20}):
+        other = _make(fashion_root, cache, **change)
+        assert other.cache_folder != first.cache_folder, change
+        fresh = _make(fashion_root, None, **change)
+        assert np.array_equal(other[5].image, fresh[5].image), change
+    assert len(_folders(cache)) == 5
+
+
+def test_a_changed_source_file_changes_the_key(fashion_root, cache):
+    dataset = _make(fashion_root, cache)
+    key = cache_key(dataset)
+    dataset._items = dataset._items.copy()
+    dataset._items[0, 10, 10] ^= 1  # one pixel of one object
+    assert cache_key(dataset) != key
+
+
+def test_a_half_built_cache_is_never_used(fashion_root, cache):
+    built = _make(fashion_root, cache).cache_folder
+    key = built.name
+    # A build killed before its rename leaves a temporary folder; a truncated copy lacks meta.json.
+    (cache / f".{key}.deadbeef.tmp").mkdir()
+    (built / "meta.json").unlink()
+    np.save(built / "images.npy", np.zeros((1, 1, 1, 3), np.uint8))
+    rebuilt = _make(fashion_root, cache)
+    assert rebuilt.cache_folder == built and (built / "meta.json").is_file()
+    assert np.array_equal(rebuilt[3].image, _make(fashion_root, None)[3].image)
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _build(args: tuple[str, str]) -> tuple[str, bytes]:
+    root, cache_dir = args
+    dataset = _make(Path(root), Path(cache_dir), num_samples=64)
+    return str(dataset.cache_folder), dataset[63].image.tobytes()
+
+
+def test_two_processes_building_at_once_share_one_complete_cache(fashion_root, cache):
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        results = pool.map(_build, [(str(fashion_root), str(cache))] * 2)
+    assert results[0] == results[1]
+    assert len(_folders(cache)) == 1
+    assert [p for p in cache.iterdir() if p.name.endswith(".tmp")] == []
+    fresh = _make(fashion_root, None, num_samples=64)
+    assert results[0][1] == fresh[63].image.tobytes()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_cache_dir_names_the_folder_and_the_ways_out(fashion_root, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(
+        PermissionError, match=r"locked.*cache_dir.*SCOUTER_CACHE_DIR.*cache: false"
+    ):
+        _make(fashion_root, locked / "cache")
+
+
+def test_cache_dir_that_is_a_file_names_the_folder_and_the_ways_out(fashion_root, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match=r"not_a_folder.*cache_dir.*SCOUTER_CACHE_DIR"):
+        _make(fashion_root, blocker)
