@@ -108,6 +108,16 @@ VARIANTS.update(
             merge(WARM_NONE, HEAD_LR, {"trainer": {"max_epochs": 4}}),
             "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, 4 epochs (1 FC + 3 xSlot)",
         ),
+        "pos_recipe_power1": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "power": 1}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3, power 1",
+        ),
+        "pos_recipe_s2": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "slots_per_class": 2}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3, 2 slots per class",
+        ),
         "pos_recipe_os32": (
             "scouter_pos",
             merge(WARM, HEAD_LR, {"model": {"attention_norm": "none"}}),

@@ -1,14 +1,19 @@
-"""bench/recipes.py: the arithmetic and decisions of the recipes benchmark (no training here)."""
+"""bench/recipes.py: the arithmetic and decisions of the recipes benchmark, and a smoke run."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bench import recipes
+from scouter.data.idx import FASHION_MNIST_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +43,7 @@ def test_targets_pass_and_fail_on_the_measured_means():
     rows = [
         _row("fc", "gradcam", 0, accuracy=0.80, precision=0.40, area=0.30),
         _row("scouter_pos", "slot", 0, accuracy=0.785, precision=0.45, area=0.25),
+        _row("scouter_pos", "slot_contribution", 0, accuracy=0.785, precision=0.39, area=0.2),
         _row("scouter_neg", "slot", 0, accuracy=0.70, precision=0.20, area=0.20),
     ]
     checks = {
@@ -45,14 +51,15 @@ def test_targets_pass_and_fail_on_the_measured_means():
     }
     assert checks == {
         "SCOUTER+ accuracy ≥ FC − 0.02": True,
-        "SCOUTER+ precision > FC Grad-CAM's, with a smaller area": True,
+        "SCOUTER+ precision (slot) > FC Grad-CAM's, with a smaller area": True,
+        "SCOUTER+ precision (slot_contribution) > FC Grad-CAM's, with a smaller area": False,
         "SCOUTER− accuracy ≥ FC − 0.02": False,
     }
     rows[1]["area"] = 0.35  # more precise but larger: the target needs both
     checks = {
         what: passed for what, _, passed in recipes.targets(recipes.aggregate(rows), "composites")
     }
-    assert not checks["SCOUTER+ precision > FC Grad-CAM's, with a smaller area"]
+    assert not checks["SCOUTER+ precision (slot) > FC Grad-CAM's, with a smaller area"]
 
 
 def test_the_two_best_other_explainers_are_chosen_by_precision():
@@ -98,3 +105,42 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
     run.timing.write_text("12.5\n")
     run.train()  # would start train.py (and fail: no config) if it did not reuse the run
     assert not run.config.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(FASHION_MNIST_ROOT).is_dir(),
+    reason="Debian package dataset-fashion-mnist not installed (README install step)",
+)
+def test_smoke_profile_trains_evaluates_and_resumes(tmp_path):
+    """The whole pipeline through train.py and evaluate.py, on a few Fashion-MNIST batches."""
+    out = tmp_path / "recipes"
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "recipes.py"),
+        "--profile", "smoke", "--datasets", "fashion_mnist", "--seeds", "0",
+        "--fc-candidates", "cam,saliency,gradcam++", "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, cwd=REPO, env=env, capture_output=True, timeout=1200)
+
+    rows = json.loads((out / "results.json").read_text())
+    pairs = sorted((r["model"], r["explainer"]) for r in rows)
+    # Grad-CAM plus the two best candidates for FC; SCOUTER± by their own maps.
+    fc_explainers = [e for m, e in pairs if m == "fc"]
+    assert "gradcam" in fc_explainers and len(fc_explainers) == 3
+    assert [p for p in pairs if p[0] != "fc"] == [("scouter_neg", "slot"), ("scouter_pos", "slot")]
+    for row in rows:
+        assert set(row) == {"dataset", "model", "explainer", "seed", *recipes.METRICS,
+                            "train_seconds"}  # fmt: skip
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["train_seconds"] > 0
+        assert 0.0 < row["area"] <= 1.0 and 0.0 <= row["precision"] <= 1.0
+    table = (out / "results.md").read_text()
+    assert "SCOUTER+ accuracy ≥ FC − 0.02" in table
+    assert (out / "precision_vs_accuracy.png").stat().st_size > 0
+
+    # Rerun: everything is reused, nothing retrained.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")}
+    subprocess.run(cmd, check=True, cwd=REPO, env=env, capture_output=True, timeout=600)
+    assert stamps and {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")} == stamps
+    assert json.loads((out / "results.json").read_text()) == rows

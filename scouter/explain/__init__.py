@@ -4,7 +4,8 @@
     explanation = get_explainer("gradcam")(model, images, target=labels)  # Explanation
     explanation.maps  # (B, 1, h, w); target="all" gives (B, K, h, w)
 
-Names: ``slot`` (SCOUTER's attention), ``gradcam``, ``gradcam++``, ``scorecam``, ``cam``,
+Names: ``slot`` (SCOUTER's attention), ``slot_contribution`` (attention × position value, the
+exact split of SCOUTER's score), ``gradcam``, ``gradcam++``, ``scorecam``, ``cam``,
 ``saliency``, ``guided_backprop``, ``smoothgrad``, ``ig``, ``blur_ig``, ``occlusion``, ``rise``.
 captum is imported only when a post-hoc method runs.
 """

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from scouter.explain.base import Explainer, register_explainer
+from scouter.models.xslot import XSlotHead
 
-__all__ = ["SlotExplainer"]
+__all__ = ["SlotContributionExplainer", "SlotExplainer"]
 
 
 @register_explainer
@@ -50,3 +51,36 @@ class SlotExplainer(Explainer):
         attention = self._attention(model, images)
         index = targets.to(attention.device)[:, :, None, None]
         return torch.gather(attention, 1, index.expand(-1, -1, *attention.shape[-2:]))
+
+
+@register_explainer
+class SlotContributionExplainer(SlotExplainer):
+    """Each position's share of SCOUTER's class score, from the same single forward pass.
+
+    SCOUTER's score splits exactly over positions: ``logit_c = e · Σ_n M_c(n) · v(n)``, with
+    ``M_c`` the class's attention (the ``slot`` explainer's map) and ``v(n) ≥ 0`` the position's
+    value (:meth:`~scouter.models.xslot.XSlotHead.position_values`). The map is ``M_c · v``: where
+    the slot looks *and* how much what it sees there counts, so ``Σ_n map = |logit_c|``. It is to
+    SCOUTER's attention what CAM is to an FC model's features: no gradients, no extra forward.
+    Unsigned for both signs: for SCOUTER− it is the evidence *against* the class.
+
+    Example:
+        >>> maps = SlotContributionExplainer()(model, images, target=labels).maps  # (B, 1, h, w)
+    """
+
+    name = "slot_contribution"
+
+    def _attention(self, model: nn.Module, images: Tensor) -> Tensor:
+        head = getattr(model, "head", None)
+        if not isinstance(head, XSlotHead):
+            raise ValueError(
+                "the 'slot_contribution' explainer needs a SCOUTER model (xslot head); for an FC "
+                "model use a post-hoc method such as 'cam' or 'gradcam'"
+            )
+        captured: list[Tensor] = []
+        handle = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
+        try:
+            attention = super()._attention(model, images)  # (B, K, h, w)
+        finally:
+            handle.remove()
+        return attention * head.position_values(captured[-1])[:, None]

@@ -109,6 +109,15 @@ class XSlotHead(nn.Module):
     def to_k_layers(self) -> int:
         return sum(isinstance(m, nn.Linear) for m in self.to_k)
 
+    def position_values(self, features: torch.Tensor) -> torch.Tensor:
+        """Each position's value ``v(n) = Σ_d relu(conv1x1(x))_nd / D``, shape ``(B, h, w)``.
+
+        The class score is ``logit_c = e · Σ_n M_c(n) · v(n)`` with ``M_c`` the class's attention
+        summed over its slots (the update's sum over channels, divided by ``D``), so
+        ``M_c · v`` is the exact split of the score over positions.
+        """
+        return torch.relu(self.conv1x1(features)).sum(dim=1) / self.hidden_dim
+
     def normalize_dots(self, dots: torch.Tensor) -> torch.Tensor:
         """Apply the configured normalisation to scaled dot products ``(B, S, n)``."""
         if self.attention_norm == "reference":

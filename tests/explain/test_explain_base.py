@@ -9,7 +9,7 @@ from scouter.explain import Explanation, get_explainer, list_explainers, resolve
 
 ALL_NAMES = [
     "blur_ig", "cam", "gradcam", "gradcam++", "guided_backprop", "ig", "occlusion", "rise",
-    "saliency", "scorecam", "slot", "smoothgrad",
+    "saliency", "scorecam", "slot", "slot_contribution", "smoothgrad",
 ]  # fmt: skip
 
 # Cheap settings so every method runs in well under a second on the tiny models.
@@ -26,7 +26,7 @@ PIXEL = {"blur_ig", "guided_backprop", "ig", "occlusion", "rise", "saliency", "s
 
 
 def model_for(name, fc_model, scouter_model):
-    return scouter_model if name == "slot" else fc_model
+    return scouter_model if name.startswith("slot") else fc_model
 
 
 def test_registry_lists_every_method():
@@ -84,7 +84,8 @@ def test_batched_equals_one_image_at_a_time(name, fc_model, scouter_model, image
     # The map's resolution follows the method's kind.
     expected = (2, 1, 64, 64) if name in PIXEL else (2, 1, 2, 2)
     assert tuple(batched.maps.shape) == expected
-    assert batched.kind == ("pixel" if name in PIXEL else "attention" if name == "slot" else "cam")
+    kind = "pixel" if name in PIXEL else "attention" if name.startswith("slot") else "cam"
+    assert batched.kind == kind
     assert torch.isfinite(batched.maps).all() and batched.maps.abs().sum() > 0
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from scouter.explain import get_explainer
+from scouter.models.classifier import ModelConfig, build_classifier
 
 
 def test_slot_maps_are_the_models_attention(scouter_model, images):
@@ -32,3 +33,28 @@ def test_slot_explainer_needs_a_scouter_model(fc_model, images):
 def test_slot_explainer_runs_without_gradients(scouter_model, images):
     explanation = get_explainer("slot")(scouter_model, images, target=0)
     assert not explanation.maps.requires_grad
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_slot_contribution_splits_the_class_score_over_positions(images, sign):
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="test_resnet", num_classes=3, slots_per_class=2, sign=sign)
+    model = build_classifier(config).eval()
+    with torch.no_grad():
+        out = model(images)
+    maps = get_explainer("slot_contribution")(model, images, target="all").maps
+    assert maps.shape == out.attention.shape
+    # Σ_n M_c(n)·v(n) is the class score, up to the sign e: the split is exact.
+    torch.testing.assert_close(sign * maps.sum(dim=(2, 3)), out.logits)
+    assert float(maps.min()) >= 0
+    values = model.head.position_values(model.backbone(images))
+    torch.testing.assert_close(maps, out.attention * values[:, None])
+    picked = get_explainer("slot_contribution")(model, images, target=torch.tensor([2, 1])).maps
+    torch.testing.assert_close(picked[:, 0], maps[[0, 1], [2, 1]])
+
+
+def test_slot_contribution_leaves_no_hook_behind(scouter_model, fc_model, images):
+    get_explainer("slot_contribution")(scouter_model, images, target=0)
+    assert not scouter_model.head._forward_hooks
+    with pytest.raises(ValueError, match="needs a SCOUTER model.*'cam'"):
+        get_explainer("slot_contribution")(fc_model, images)
