@@ -182,8 +182,20 @@ def run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
 
 
-def train_and_evaluate(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    config = variant_config(name, args)
+def run_name(variant: str, seed: int) -> str:
+    """Seed 0 keeps the variant's name (the one-seed table); other seeds add ``-seed<N>``."""
+    return variant if seed == 0 else f"{variant}-seed{seed}"
+
+
+def train_and_evaluate(variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    name = run_name(variant, args.seed)
+    config = variant_config(variant, args)
+    config["seed_everything"] = args.seed
+    for logger in config["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(args.out / "runs" / name)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ScouterCheckpoint"):
+            callback["init_args"]["dirpath"] = str(args.out / "checkpoints" / name)
     config_path = args.out / "configs" / f"{name}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -200,29 +212,36 @@ def train_and_evaluate(name: str, args: argparse.Namespace) -> dict[str, Any]:
     evaluate = [sys.executable, "evaluate.py", "--checkpoint", str(best)]
     evaluate += ["--config", str(config_path), "--no-progress", "--device", "cpu"]
     results = args.out / "results" / name
-    for what, metrics, limit in (
-        ("accuracy", "accuracy", args.acc_limit),
-        ("maps", "area,precision", args.map_limit),
+    scouter = VARIANTS[variant][0] != "fc"
+    # SCOUTER: its attention and the attention's split of the score (both one forward pass).
+    explainers = ["slot", "slot_contribution"] if scouter else ["gradcam"]
+    for what, metrics, limit, names in (
+        ("accuracy", "accuracy", args.acc_limit, []),
+        ("maps", "area,precision", args.map_limit, explainers),
     ):
-        if not (results / what / "results.json").is_file():
-            run(
-                evaluate
-                + ["--metrics", metrics, "--limit", str(limit), "--out", str(results / what)],
-                args.out / "logs" / f"{name}-{what}.log",
-            )
+        done = results / what / "results.json"
+        if done.is_file() and set(names) <= set(json.loads(done.read_text())["explanations"]):
+            continue
+        cmd = evaluate + ["--metrics", metrics, "--limit", str(limit), "--out", str(results / what)]
+        cmd += ["--explainers", ",".join(names)] if names else []
+        run(cmd, args.out / "logs" / f"{name}-{what}.log")
     accuracy = json.loads((results / "accuracy" / "results.json").read_text())
-    maps = json.loads((results / "maps" / "results.json").read_text())
-    ((explainer, doc),) = maps["explanations"].items()
-    return {
+    maps = json.loads((results / "maps" / "results.json").read_text())["explanations"]
+    row = {
         "variant": name,
-        "what": VARIANTS[name][2],
+        "what": VARIANTS[variant][2],
+        "seed": args.seed,
         "accuracy": accuracy["metrics"]["accuracy"]["value"],
-        "explainer": explainer,
-        "area": doc["metrics"]["area"]["value"],
-        "precision": doc["metrics"]["precision"]["value"],
+        "explainer": explainers[0],
+        "area": maps[explainers[0]]["metrics"]["area"]["value"],
+        "precision": maps[explainers[0]]["metrics"]["precision"]["value"],
         "train_seconds": float(timing.read_text()),
         "val_acc": val_curve(args.out / "runs" / name),
     }
+    if scouter:
+        row["contribution_area"] = maps["slot_contribution"]["metrics"]["area"]["value"]
+        row["contribution_precision"] = maps["slot_contribution"]["metrics"]["precision"]["value"]
+    return row
 
 
 def val_curve(runs: Path) -> list[float]:
@@ -238,14 +257,21 @@ def val_curve(runs: Path) -> list[float]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| variant | change | val acc per epoch | test acc | explainer | area ↓ | precision ↑ | fit |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | change | val acc per epoch | test acc | explainer | area ↓ | precision ↑ "
+        "| `slot_contribution` area ↓ / precision ↑ | fit |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         curve = ", ".join(f"{v:.3f}" for v in r["val_acc"])
+        contribution = (
+            f"{r['contribution_area']:.3f} / {r['contribution_precision']:.3f}"
+            if r.get("contribution_precision") is not None
+            else "–"
+        )
         lines.append(
             f"| `{r['variant']}` | {r['what']} | {curve} | {r['accuracy']:.3f} | {r['explainer']} "
-            f"| {r['area']:.3f} | {r['precision']:.3f} | {r['train_seconds']:.0f} s |"
+            f"| {r['area']:.3f} | {r['precision']:.3f} | {contribution} "
+            f"| {r['train_seconds']:.0f} s |"
         )
     return "\n".join(lines)
 
@@ -257,6 +283,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--acc-limit", type=int, default=1000)
     parser.add_argument("--map-limit", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0, help="seed_everything of the runs")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "ablation")
     args = parser.parse_args()
     args.out = args.out.resolve()
@@ -269,7 +296,7 @@ def main() -> None:
     row_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         row = train_and_evaluate(name, args)
-        (row_dir / f"{name}.json").write_text(json.dumps(row, indent=2))
+        (row_dir / f"{run_name(name, args.seed)}.json").write_text(json.dumps(row, indent=2))
         write_tables(args.out)
         print(json.dumps(row), flush=True)
 
@@ -278,7 +305,11 @@ def write_tables(out: Path) -> None:
     """``ablation.json`` / ``ablation.md`` from every finished variant's row file."""
     rows = {p.stem: json.loads(p.read_text()) for p in (out / "rows").glob("*.json")}
     # Labels from VARIANTS: they say what ran (the baseline above), whatever a row file says.
-    ordered = [{**rows[n], "what": VARIANTS[n][2]} for n in VARIANTS if n in rows]
+    ordered = [
+        {**rows[key], "what": VARIANTS[n][2]}
+        for n in VARIANTS
+        for key in sorted(k for k in rows if k == n or k.startswith(f"{n}-seed"))
+    ]
     (out / "ablation.json").write_text(json.dumps(ordered, indent=2))
     (out / "ablation.md").write_text(markdown(ordered) + "\n")
 
