@@ -126,10 +126,15 @@ def test_smoke_profile_trains_evaluates_and_resumes(tmp_path):
 
     rows = json.loads((out / "results.json").read_text())
     pairs = sorted((r["model"], r["explainer"]) for r in rows)
-    # Grad-CAM plus the two best candidates for FC; SCOUTER± by their own maps.
+    # Grad-CAM plus the two best candidates for FC; SCOUTER± by both of their own maps.
     fc_explainers = [e for m, e in pairs if m == "fc"]
     assert "gradcam" in fc_explainers and len(fc_explainers) == 3
-    assert [p for p in pairs if p[0] != "fc"] == [("scouter_neg", "slot"), ("scouter_pos", "slot")]
+    assert [p for p in pairs if p[0] != "fc"] == [
+        (model, explainer)
+        for model in ("scouter_neg", "scouter_pos")
+        for explainer in recipes.SCOUTER_EXPLAINERS
+    ]
+    assert recipes.SCOUTER_EXPLAINERS == ("slot", "slot_contribution")
     for row in rows:
         assert set(row) == {"dataset", "model", "explainer", "seed", *recipes.METRICS,
                             "train_seconds"}  # fmt: skip
