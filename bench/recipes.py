@@ -43,7 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = ("fc", "scouter_pos", "scouter_neg")
 METRICS = ("accuracy", "area", "precision", "insertion", "deletion")
 # Cheap enough on a CPU for the selection of FC's explainers; Score-CAM (one forward per channel),
-# occlusion, RISE and Blur IG need thousands of forwards per image (add them on a GPU).
+# occlusion, RISE, Blur IG, LIME and the perturbation-mask methods need hundreds to thousands of
+# forwards per image (add them with --fc-candidates on a GPU). The published results were selected
+# among exactly these six; guided_gradcam (one backward) joined the registry later.
 CPU_CANDIDATES = ("gradcam++", "cam", "ig", "smoothgrad", "saliency", "guided_backprop")
 # SCOUTER's own maps, both from its single forward pass: the attention (the paper's explanation)
 # and the attention times each position's value (the exact split of the class score).

@@ -6,8 +6,9 @@
 
 Names: ``slot`` (SCOUTER's attention), ``slot_contribution`` (attention × position value, the
 exact split of SCOUTER's score), ``gradcam``, ``gradcam++``, ``scorecam``, ``cam``,
-``saliency``, ``guided_backprop``, ``smoothgrad``, ``ig``, ``blur_ig``, ``occlusion``, ``rise``.
-captum is imported only when a post-hoc method runs.
+``guided_gradcam``, ``lime`` (on SLIC superpixels), ``saliency``, ``guided_backprop``, ``smoothgrad``, ``ig``, ``blur_ig``, ``occlusion``, ``rise``,
+``meaningful_perturbation`` and ``extremal_perturbation`` (optimised blur masks; ``steps`` Adam
+iterations each). captum is imported only when a post-hoc method runs.
 """
 
 from scouter.explain.base import (

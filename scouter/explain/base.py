@@ -300,6 +300,9 @@ _MODULES = (
     "scouter.explain.posthoc",
     "scouter.explain.rise",
     "scouter.explain.blur_ig",
+    "scouter.explain.guided_gradcam",
+    "scouter.explain.superpixel_lime",
+    "scouter.explain.perturbation",
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +54,33 @@ def test_on_black_with_gray_objects_the_visible_pixels_are_the_mask(fashion_root
         assert items[layers["item"]].max() > 0
 
 
-def test_boxes_are_the_tight_box_of_the_mask_and_inside_the_image(fashion_root):
+def test_boxes_are_where_the_object_was_placed_and_inside_the_image(fashion_root):
     ds = create_dataset(
-        "composites", fashion_root, "train", num_samples=40, image_size=(48, 80), scale=(0.5, 1.0)
+        "composites",
+        fashion_root,
+        "train",
+        num_samples=40,
+        image_size=(48, 80),
+        scale=(0.5, 1.0),
+        cache=False,
     )
+    placed = []  # every _place call: (height, width, top, left); the object is placed last
+    place = ds._place
+
+    def recording_place(item, rng, shrink=1.0):
+        rgb, mask, (top, left) = place(item, rng, shrink)
+        placed.append((*mask.shape, top, left))
+        return rgb, mask, (top, left)
+
+    ds._place = recording_place
     for i in range(40):
+        placed.clear()
         s = ds[i]
         assert s.image.shape == (48, 80, 3) and s.mask.shape == (48, 80)
+        # The fixture's items are solid rectangles: the box is the placed rectangle itself,
+        # computed from the placement, not from the mask.
+        height, width, top, left = placed[-1]
+        np.testing.assert_array_equal(s.boxes, [[left, top, left + width, top + height]])
         np.testing.assert_array_equal(s.boxes, mask_to_box(s.mask))
         x1, y1, x2, y2 = s.boxes[0]
         assert 0 <= x1 < x2 <= 80 and 0 <= y1 < y2 <= 48
@@ -105,10 +124,9 @@ def test_animal_and_both_object_sources(fashion_root):
     not Path(FASHION_MNIST_ROOT).is_dir(),
     reason="Debian package dataset-fashion-mnist not installed",
 )
-def test_default_root_generates_a_thousand_samples_quickly():
+def test_default_root_generates_a_thousand_samples_of_every_class():
+    # How fast is measured in bench/composites_cache.py, not here.
     ds = create_dataset("composites", split="train", num_samples=1000, clutter=2, cache=False)
-    start = time.perf_counter()
     samples = [ds[i] for i in range(1000)]
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10.0, f"1000 composites took {elapsed:.1f} s"
     assert len({s.label for s in samples}) == 10
+    assert all(s.mask.sum() > 0 and s.image.shape == (64, 64, 3) for s in samples)

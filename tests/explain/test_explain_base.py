@@ -8,14 +8,20 @@ import torch
 from scouter.explain import Explanation, get_explainer, list_explainers, resolve_targets
 
 ALL_NAMES = [
-    "blur_ig", "cam", "gradcam", "gradcam++", "guided_backprop", "ig", "occlusion", "rise",
-    "saliency", "scorecam", "slot", "slot_contribution", "smoothgrad",
+    "blur_ig", "cam", "extremal_perturbation", "gradcam", "gradcam++", "guided_backprop",
+    "guided_gradcam", "ig", "lime", "meaningful_perturbation", "occlusion", "rise", "saliency",
+    "scorecam", "slot", "slot_contribution", "smoothgrad",
 ]  # fmt: skip
 
 # Cheap settings so every method runs in well under a second on the tiny models.
 FAST = {
     "blur_ig": {"steps": 4, "max_sigma": 8.0},
+    "extremal_perturbation": {"steps": 5},
+    # Free deletion (maps not all 0) on a 14×14 grid: each cell gets a clear gradient, so Adam
+    # does not amplify float noise of near-zero gradients between batch sizes.
+    "meaningful_perturbation": {"steps": 5, "l1_coeff": 0.0, "mask_size": 14},
     "ig": {"steps": 8},
+    "lime": {"samples": 16, "segments": 8},
     "occlusion": {"window": 32},
     "rise": {"masks": 32, "batch_size": 16},
     "smoothgrad": {"samples": 3},
@@ -23,6 +29,7 @@ FAST = {
 }
 DETERMINISTIC = [n for n in ALL_NAMES if n != "smoothgrad"]
 PIXEL = {"blur_ig", "guided_backprop", "ig", "occlusion", "rise", "saliency", "smoothgrad"}
+PIXEL |= {"extremal_perturbation", "guided_gradcam", "lime", "meaningful_perturbation"}
 
 
 def model_for(name, fc_model, scouter_model):
