@@ -1,11 +1,6 @@
-from pathlib import Path
-
-import pytest
 import torch
 
 from scouter.metrics import AreaSize
-
-ORACLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "oracle" / "head_vectors"
 
 
 def test_area_is_mean_of_prepared_map_per_image():
@@ -38,9 +33,8 @@ def test_area_selects_explained_class():
     torch.testing.assert_close(metric.compute(), torch.tensor(0.25))
 
 
-@pytest.mark.skipif(not ORACLE.is_dir(), reason=f"oracle test vectors not found at {ORACLE}")
-def test_reference_uint8_mode_matches_original_area_ratio():
-    data = torch.load(ORACLE / "r18_s1_pos_p1_k1.pt", weights_only=True)
+def test_reference_uint8_mode_matches_original_area_ratio(oracle_dir):
+    data = torch.load(oracle_dir / "r18_s1_pos_p1_k1.pt", weights_only=True)
     target = data["target"]
     metric = AreaSize(mode="reference_uint8")
     metric.update(data["attn_maps"], target)

@@ -1,12 +1,8 @@
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from scouter.metrics import prepare_maps, reference_area, reference_uint8_maps, select_class_maps
-
-ORACLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "oracle" / "head_vectors"
 
 
 def test_prepare_applies_relu_and_per_map_minmax():
@@ -49,9 +45,8 @@ def test_reference_uint8_truncates_joint_minmax():
     torch.testing.assert_close(reference_area(maps, torch.tensor([1])), torch.tensor([382 / 510]))
 
 
-@pytest.mark.skipif(not ORACLE.is_dir(), reason=f"oracle test vectors not found at {ORACLE}")
-def test_reference_uint8_reproduces_original_visualisation():
-    data = torch.load(ORACLE / "r18_s1_pos_p1_k1.pt", weights_only=True)
+def test_reference_uint8_reproduces_original_visualisation(oracle_dir):
+    data = torch.load(oracle_dir / "r18_s1_pos_p1_k1.pt", weights_only=True)
     assert torch.equal(reference_uint8_maps(data["attn_maps"]), data["vis_uint8"])
     expected = data["vis_uint8"].double().sum(dim=(2, 3)) / (9 * 9 * 255)
     torch.testing.assert_close(reference_area(data["attn_maps"].double()), expected)
