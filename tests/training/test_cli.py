@@ -175,3 +175,86 @@ def test_nan_loss_raises_naming_the_step_and_keeps_the_last_checkpoint(tiny_fold
         torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point()
     )
     assert not list(last.parent.glob(".*partial"))
+
+
+class _PoisonGradients(pl.Callback):
+    """After the backward of global step ``at`` (on process ``rank`` only), sets one gradient to
+    inf: a finite loss whose gradients blew up. Keeps the module to inspect after the error."""
+
+    module = None  # the last module seen (the CLI builds the callback from the config)
+
+    def __init__(self, at: int, rank: int | None = None) -> None:
+        self.at, self.rank = at, rank
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        type(self).module = pl_module
+        if trainer.global_step == self.at and self.rank in (None, trainer.global_rank):
+            pl_module.model.head.conv1x1.weight.grad[0, 0] = float("inf")
+
+
+class _PoisonLossOnRank(pl.Callback):
+    """Sets a weight to NaN before step ``at`` on process ``rank`` only."""
+
+    def __init__(self, at: int, rank: int) -> None:
+        self.at, self.rank = at, rank
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at and trainer.global_rank == self.rank:
+            with torch.no_grad():
+                pl_module.model.head.conv1x1.weight[0, 0] = float("nan")
+
+
+def _every_step_config(tiny_folder, tmp_path, callback: dict) -> dict:
+    config = tiny_config(tiny_folder, tmp_path, trainer={"max_steps": 10})
+    config["trainer"]["callbacks"][0]["init_args"].update(
+        monitor=None, save_top_k=0, every_n_train_steps=1
+    )
+    config["trainer"]["callbacks"].append(callback)
+    return config
+
+
+def test_non_finite_gradients_raise_naming_the_step_and_skip_the_optimizer_step(
+    tiny_folder, tmp_path
+):
+    config = _every_step_config(
+        tiny_folder,
+        tmp_path,
+        {"class_path": f"{__name__}._PoisonGradients", "init_args": {"at": 3}},
+    )
+    path = write_config(tmp_path / "c.yaml", config)
+    with pytest.raises(
+        NonFiniteLossError, match="the gradients became non-finite at global step 3"
+    ):
+        main(["fit", "--config", str(path)])
+    last = tmp_path / "ckpt" / "scouter_pos-lam1-s1" / "last.ckpt"
+    saved = safe_torch_load(last)
+    assert saved["global_step"] == 3
+    # The step was skipped: the weights in memory are still those of the step-3 checkpoint (the
+    # failed step's forward moved BatchNorm's running statistics, which are buffers, not weights).
+    weights = dict(_PoisonGradients.module.named_parameters())
+    assert len(weights) > 10
+    for key, value in weights.items():
+        assert torch.equal(value.detach(), saved["state_dict"][key]), key
+        assert torch.isfinite(value).all(), key
+
+
+def test_under_ddp_one_process_non_finite_loss_stops_both(tiny_folder, tmp_path):
+    config = _every_step_config(
+        tiny_folder,
+        tmp_path,
+        {"class_path": f"{__name__}._PoisonLossOnRank", "init_args": {"at": 2, "rank": 1}},
+    )
+    path = write_config(tmp_path / "c.yaml", config)
+    command = [
+        sys.executable, str(REPO / "train.py"), "fit", "--config", str(path),
+        "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+    ]  # fmt: skip
+    # Started from the tests package so that the callback class is importable in both processes.
+    result = subprocess.run(
+        command, env=_subprocess_env(), capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert result.returncode != 0  # and it returned: no process was left waiting in all-reduce
+    assert "the loss became non-finite at global step 2" in result.stderr
+    assert "(on some process)" in result.stderr
+    last = tmp_path / "ckpt" / "scouter_pos-lam1-s1" / "last.ckpt"
+    assert safe_torch_load(last)["global_step"] == 2
