@@ -6,7 +6,8 @@ Run (CPU here, GPU unchanged with ``--device cuda``)::
     python bench/head_overhead.py --setting reference --rounds 3
 
 Settings:
-    reference: ResNeSt-26d, 260 px, K = 100 (the paper's ImageNet recipe, SPEC Part B §3.2).
+    reference: ResNeSt-26d, 260 px, K = 100 (the paper's ImageNet recipe,
+        docs/method.md#reference-recipes).
     demo: timm test_resnet with output stride 8, 1×28×28, K = 10 (the Fashion-MNIST demo).
 
 Each round times one training step (forward, loss, backward, AdamW step) and one inference batch

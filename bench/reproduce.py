@@ -12,7 +12,7 @@ Configs are the Fashion-MNIST demo configs (``configs/fashion_mnist/*.yaml``, ti
 with output stride 8, one epoch from scratch); for composites the same model and schedule read
 64-px RGB composites with exact object masks (6 000 per split, 2 clutter patches, 3 epochs). Fashion-MNIST precision uses the object masks
 (pixels above a threshold). FC models are explained with Grad-CAM, SCOUTER with its own maps;
-SCOUTER− explains the least-similar class (METRICS.md).
+SCOUTER− explains the least-similar class (docs/metrics.md#explained-class).
 """
 
 from __future__ import annotations

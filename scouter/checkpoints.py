@@ -8,10 +8,10 @@ Formats read by :func:`load_model`:
 * **safetensors exports** written by :func:`save_model`: ``<name>.safetensors`` with the config in
   its metadata and in a sidecar ``<name>.json``.
 * **original SCOUTER checkpoints** (``wbw520/scouter`` ``train.py``): ``{model, optimizer,
-  lr_scheduler, epoch, args}`` with ``args`` an ``argparse.Namespace`` (SPEC Part B §7); converted
-  per SPEC §7.3: backbone keys lose ``backbone.`` and go to timm, head keys go to
-  :class:`XSlotHead` (``slot.to_q`` is unused by the model and dropped), ``K``/``s``/``e`` come from
-  ``args``.
+  lr_scheduler, epoch, args}`` with ``args`` an ``argparse.Namespace``, converted as
+  docs/method.md#original-checkpoints describes: backbone keys lose ``backbone.`` and go to timm,
+  head keys go to :class:`XSlotHead` (``slot.to_q`` is unused by the model and dropped),
+  ``K``/``s``/``e`` come from ``args``.
 * **bare state_dicts** in either key layout, with the config passed as options.
 
 Checkpoints are untrusted input: every torch file is read with ``weights_only=True`` and only
@@ -126,7 +126,9 @@ def _as_bool(value: Any) -> bool:
 
 
 def config_from_original_args(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
-    """Model config fields from an original ``train.py`` ``args`` namespace (SPEC B §3.1, §7).
+    """Model config fields from an original ``train.py`` ``args`` namespace.
+
+    Missing fields take the reference ``train.py`` defaults (docs/method.md#original-checkpoints).
 
     Returns:
         A dict of :class:`ModelConfig` fields (``backbone``, ``num_classes``, ``head``, …).
@@ -164,7 +166,9 @@ def is_original_state_dict(state: Mapping[str, Any]) -> bool:
 def convert_original_state_dict(
     state: Mapping[str, torch.Tensor], config: ModelConfig
 ) -> dict[str, torch.Tensor]:
-    """Rename an original SCOUTER state_dict to our :class:`Classifier` keys (SPEC B §7.3).
+    """Rename an original SCOUTER state_dict to our :class:`Classifier` keys.
+
+    The mapping is described in docs/method.md#original-checkpoints:
 
     ``backbone.X`` → ``backbone.model.X`` (``backbone.fc.*`` of FC models → ``head.fc.*``),
     ``conv1x1.*`` → ``head.conv1x1.*``, ``slot.initial_slots`` → ``head.initial_slots``,
@@ -296,7 +300,7 @@ def _resolve_torch_checkpoint(
                 "the config as options (backbone=..., num_classes=..., slots_per_class=..., sign=...)"
             )
         if args is None and "negative_" in path.name:
-            base["sign"] = -1  # SPEC B §7.1: the file name records SCOUTER− runs
+            base["sign"] = -1  # the reference's file names mark SCOUTER− runs
         config = _original_config(base, options)
         return config, convert_original_state_dict(obj["model"], config)
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):

@@ -5,11 +5,12 @@
                                          explainers=["slot", "gradcam"], out="results/"))
 
 Everything a user can get wrong (names, paths, class counts, explainer/model combinations) is
-checked by :func:`prepare` before the first image is explained. The results follow METRICS.md
-"Results files": ``results.json`` (full config, checkpoint SHA-256, dataset and split, number of
-images, each metric's value with settings and NaN count) and ``per_image.csv`` (id, label,
-explained class, prediction, per-image values per explainer), both written atomically. With
-``export``, overlays, a grid figure and a self-contained ``report.html`` are written too.
+checked by :func:`prepare` before the first image is explained. The results follow
+docs/metrics.md#results-files: ``results.json`` (full config, checkpoint SHA-256, dataset and
+split, number of images, each metric's value with settings and NaN count) and ``per_image.csv``
+(id, label, explained class, prediction, per-image values per explainer), both written
+atomically. With ``export``, overlays, a grid figure and a self-contained ``report.html`` are
+written too.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class EvaluationOptions:
         explained_class: ``"auto"`` (ground truth for SCOUTER+ and FC; for SCOUTER− the least
             similar class by the model's own class slots), ``"target"``, ``"predicted"``,
             ``"least_similar"`` (by the model's class slots / FC rows), ``"wordnet"`` (Wu–Palmer
-            over the dataset's wnids, local WordNet) or a class index (METRICS.md).
+            over the dataset's wnids, local WordNet) or a class index
+            (docs/metrics.md#explained-class).
         out: folder for ``results.json`` and ``per_image.csv`` (created).
         export: folder for overlays, ``grid.png`` and ``report.html`` (created).
         num_images: images shown in the export.
@@ -210,7 +212,7 @@ def _least_similar_by_model(model: nn.Module) -> Tensor:
 
     head = model.head
     if hasattr(head, "initial_slots"):
-        # Class-major slots (SPEC B §1.6): a class's vector is its s slots concatenated.
+        # Class-major slots (docs/method.md#slots): a class's vector is its s slots concatenated.
         weights = head.initial_slots.detach()[0].reshape(model.num_classes, -1)
     elif hasattr(head, "fc"):
         weights = head.fc.weight.detach()
@@ -756,7 +758,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
         description="Evaluate a checkpoint (ours or an original SCOUTER one) on a dataset split: "
-        "accuracy and explanation metrics (METRICS.md) to results.json + per_image.csv, and "
+        "accuracy and explanation metrics (docs/metrics.md) to results.json + per_image.csv, and "
         "optionally overlays, a grid and a self-contained HTML report.",
     )
     parser.add_argument(
@@ -786,7 +788,8 @@ def build_parser():
     parser.add_argument(
         "--explained-class",
         default="auto",
-        help=f"{' | '.join(EXPLAINED_CLASS_MODES)} | a class index (METRICS.md)",
+        help=f"{' | '.join(EXPLAINED_CLASS_MODES)} | a class index "
+        "(docs/metrics.md#explained-class)",
     )
     parser.add_argument("--out", help="folder for results.json and per_image.csv")
     parser.add_argument("--export", help="folder for overlays, grid.png and report.html")

@@ -1,4 +1,7 @@
-"""ScouterLoss: cross-entropy plus λ times the area of the explanations (SPEC Part B §2)."""
+"""ScouterLoss: cross-entropy plus λ times the area of the explanations.
+
+See docs/method.md#area-loss.
+"""
 
 from __future__ import annotations
 

@@ -24,7 +24,10 @@ from tests.conftest import oracle_files
 
 
 def original_args(**overrides) -> argparse.Namespace:
-    """An ``args`` namespace as the original train.py stores it (SPEC B §3.1 defaults)."""
+    """An ``args`` namespace as the original train.py stores it.
+
+    Its defaults are the reference's (docs/method.md#original-checkpoints).
+    """
     values = dict(
         model="resnet18",
         dataset="ImageNet",

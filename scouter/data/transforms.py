@@ -1,9 +1,10 @@
 """Albumentations pipelines that move boxes and masks with the image, and normalisation.
 
-Eval (reference, SPEC §3.5): resize to ``(H, W)`` without keeping the aspect ratio and without a
-crop. The reference resized PIL images bilinearly with antialiasing; here downscaling uses
-``INTER_AREA`` (OpenCV's antialiased choice) and upscaling bilinear. ``eval_resize="resize_crop"``
-instead resizes the shorter side to ``size / crop_pct`` and centre-crops (timm-style).
+Eval (reference; docs/method.md#preprocessing-and-augmentation): resize to ``(H, W)`` without
+keeping the aspect ratio and without a crop. The reference resized PIL images bilinearly with
+antialiasing; here downscaling uses ``INTER_AREA`` (OpenCV's antialiased choice) and upscaling
+bilinear. ``eval_resize="resize_crop"`` instead resizes the shorter side to ``size / crop_pct``
+and centre-crops (timm-style).
 
 Train: the same resize, then with ``augment=True`` the reference's ``--aug``: horizontal flip,
 vertical flip, affine (scale U(0.8, 1.0) per axis, translate x U(0, 0.1), y U(−0.1, 0.1) of the

@@ -5,7 +5,7 @@ Two families:
 * **CAM methods** (``gradcam``, ``gradcam++``, ``scorecam``, ``cam``) weight the channels of a
   feature map — by default the backbone's output ``(B, C, h, w)``, the same grid as SCOUTER's
   attention — and return ``(B, 1, h, w)`` maps at feature resolution, signed and unnormalised
-  (metrics apply ReLU, upsampling and min–max, METRICS.md "Map preparation").
+  (metrics apply ReLU, upsampling and min–max, docs/metrics.md#map-preparation).
 * **Pixel methods** (``saliency``, ``guided_backprop``, ``smoothgrad``, ``ig``, ``occlusion``)
   attribute to input pixels ``(B, C, H, W)`` and reduce the channels to ``(B, 1, H, W)``
   (``reduce`` setting; default ``"sum_abs"``, the usual grayscale visualisation of gradients

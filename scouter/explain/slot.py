@@ -1,4 +1,7 @@
-"""SCOUTER's own explanation: the xSlot attention of each class (SPEC Part B §1.6)."""
+"""SCOUTER's own explanation: the xSlot attention of each class.
+
+See docs/method.md#explanation-maps.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ class SlotExplainer(Explainer):
 
     For SCOUTER− (``sign = −1``) the predicted class is the one with the *least* attention, so the
     map of the predicted class is usually nearly empty; the reference explains the least similar
-    class to the ground truth instead (METRICS.md "Which class is explained"), which the caller
+    class to the ground truth instead (docs/metrics.md#explained-class), which the caller
     passes as ``target``.
 
     Example:

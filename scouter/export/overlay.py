@@ -1,6 +1,7 @@
-"""Heatmap overlays (SPEC Part B §5): bilinear resize, matplotlib colormap, alpha composite.
+"""Heatmap overlays: bilinear resize, matplotlib colormap, alpha composite.
 
-matplotlib is imported lazily (ARCHITECTURE.md: heavy optional parts stay out of the core import).
+The reference's overlay is described in docs/method.md#visualisation. matplotlib is imported lazily
+(docs/architecture.md#rules-of-the-house: heavy optional parts stay out of the core import).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def overlay_map(
 
     The map is resized bilinearly (``align_corners=False``) to the image size, mapped through the
     matplotlib colormap and composited as ``alpha·colour + (1 − alpha)·image`` — the reference's
-    jet / 0.4 overlay (SPEC Part B §5).
+    jet / 0.4 overlay (docs/method.md#visualisation).
 
     Args:
         image: see :func:`to_uint8_image`.

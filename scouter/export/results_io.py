@@ -1,4 +1,4 @@
-"""Atomic writers for the results files of an evaluation run (METRICS.md "Results files").
+"""Atomic writers for the results files of an evaluation run (docs/metrics.md#results-files).
 
 Every file is written to a temporary file in the destination folder and moved into place with
 ``os.replace`` (atomic on POSIX and Windows), so an interrupted or failing write never leaves a
@@ -61,10 +61,11 @@ def _plain(value: Any) -> Any:
 def write_results_json(path: str | os.PathLike, results: Mapping[str, Any]) -> Path:
     """Write one evaluation run's results JSON atomically.
 
-    Expected content (METRICS.md): the full config, the checkpoint's SHA-256, dataset and split,
-    number of images, each metric's value with its settings, NaN counts. Tensors and NumPy values
-    are converted; NaN and ±inf become ``null``. The whole document is serialised before the file
-    is touched, so an unserialisable value raises without writing anything.
+    Expected content (docs/metrics.md#results-files): the full config, the checkpoint's SHA-256,
+    dataset and split, number of images, each metric's value with its settings, NaN counts.
+    Tensors and NumPy values are converted; NaN and ±inf become ``null``. The whole document is
+    serialised before the file is touched, so an unserialisable value raises without writing
+    anything.
 
     Args:
         path: destination ``.json``.

@@ -1,4 +1,4 @@
-"""Explanation and classification metrics (METRICS.md), as torchmetrics on tensors only.
+"""Explanation and classification metrics (docs/metrics.md), as torchmetrics on tensors only.
 
 Models enter only through callables: ``forward_fn(images (N, C, H, W)) -> logits (N, K)`` and
 ``explain_fn(images (N, C, H, W), classes (N,)) -> maps (N, 1, h, w)``.

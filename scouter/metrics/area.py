@@ -1,4 +1,4 @@
-"""Area size: how much of the image an explanation covers (METRICS.md "Area size")."""
+"""Area size: how much of the image an explanation covers (docs/metrics.md#area)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class AreaSize(Metric):
     ``mode="prepared"`` (default) uses :func:`~scouter.metrics.maps.prepare_maps` (ReLU, bilinear
     to ``input_size``, per-map min–max). ``mode="reference"`` / ``"reference_uint8"`` reproduce the
     reference's area at feature resolution, jointly normalised over all classes of the image (with
-    the uint8 truncation for ``"reference_uint8"``; SPEC Part B §5) — these need all ``K`` maps.
+    the uint8 truncation for ``"reference_uint8"``; docs/metrics.md#reference-area) — these need
+    all ``K`` maps.
 
     Args:
         input_size: ``(H, W)`` of the model input for ``"prepared"``; ``None`` keeps the maps' size.

@@ -1,7 +1,8 @@
-"""Classification metrics (METRICS.md "Classification"), all from torchmetrics.
+"""Classification metrics (docs/metrics.md#classification), all from torchmetrics.
 
 Accuracy is accumulated over the whole set (correct / total), never averaged per batch — the
-reference's validation accuracy was a mean of per-batch accuracies (SPEC Part B §9, bug 11).
+reference's validation accuracy was a mean of per-batch accuracies
+(docs/method.md#known-reference-bugs, item 11).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Which class each explanation is for (METRICS.md "Which class is explained").
+"""Which class each explanation is for (docs/metrics.md#explained-class).
 
 SCOUTER+ and post-hoc baselines explain the ground-truth class (or the predicted one); SCOUTER−
 explains the *least similar class* to the ground truth, chosen from a ``(K, K)`` similarity matrix:
 either the model's own (e.g. cosine between class slots / weights, :func:`cosine_similarity_matrix`)
 or WordNet Wu–Palmer similarity of the classes' synsets (:func:`wordnet_similarity_matrix`, as the
-reference's evaluation did; SPEC Part B §6).
+paper's evaluation did; docs/metrics.md#explained-class).
 """
 
 from __future__ import annotations

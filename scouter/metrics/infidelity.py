@@ -1,7 +1,8 @@
 """Infidelity (Yeh et al., NeurIPS 2019) as ``captum.metrics.infidelity`` estimates it.
 
-METRICS.md "Infidelity": ``E_I[(Iᵀ M − (p_c(x) − p_c(x − I)))²]`` with the optimal rescaling β of
-``M`` (captum ``normalize=True``), ``M`` broadcast over channels, ``I ~ N(0, σ²)`` per element.
+docs/metrics.md#infidelity: ``E_I[(Iᵀ M − (p_c(x) − p_c(x − I)))²]`` with the optimal
+rescaling β of ``M`` (captum ``normalize=True``), ``M`` broadcast over channels,
+``I ~ N(0, σ²)`` per element.
 
 The estimate is written here on tensors rather than by calling captum so that the perturbations can
 be drawn from a seeded generator (captum's perturbation function has no generator), stored,

@@ -1,4 +1,6 @@
-"""Insertion and deletion AUC, the RISE protocol (Petsiuk et al., 2018; METRICS.md).
+"""Insertion and deletion AUC, the RISE protocol (Petsiuk et al., 2018).
+
+Definition: docs/metrics.md#insertion-and-deletion.
 
 Pixels are ranked by the explanation (descending, stable sort); ``step`` pixels change per step,
 all channels together. Deletion replaces them by 0 (normalised space) starting from the image;
@@ -50,8 +52,9 @@ def rise_blur_kernel(size: int = 11, sigma: float = 5.0) -> Tensor:
     """The RISE blur kernel: a centred delta Gaussian-filtered in ``reflect`` mode.
 
     Filtering a delta with reflection at the borders folds the Gaussian's tails back into the
-    window, so the kernel is flatter than a truncated Gaussian (METRICS.md: it matters for the
-    numbers). Computed with :func:`scipy.ndimage.gaussian_filter` (its default ``reflect`` mode).
+    window, so the kernel is flatter than a truncated Gaussian (it matters for the numbers,
+    docs/metrics.md#insertion-and-deletion). Computed with :func:`scipy.ndimage.gaussian_filter`
+    (its default ``reflect`` mode).
 
     Returns:
         ``(size, size)`` float64 kernel.
@@ -101,7 +104,7 @@ def rise_curves(
     step: int | None = None,
     batch_size: int = 256,
 ) -> Tensor:
-    """Insertion or deletion curves of a batch of images (RISE protocol, METRICS.md).
+    """Insertion or deletion curves of a batch of images (docs/metrics.md#insertion-and-deletion).
 
     Args:
         forward_fn: ``(N, C, H, W) -> (N, K)`` logits; probabilities are its softmax.

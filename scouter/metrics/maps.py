@@ -1,12 +1,13 @@
-"""Map preparation shared by every explanation metric (METRICS.md "Map preparation").
+"""Map preparation shared by every explanation metric (docs/metrics.md#map-preparation).
 
 Two variants exist:
 
 * :func:`prepare_maps` — the library's definition: ReLU, bilinear upsampling to the input's
   ``H×W``, then min–max normalisation **per image and class** to ``[0, 1]``.
 * :func:`reference_uint8_maps` / :func:`reference_area` — the reference implementation's
-  visualisation and area (SPEC Part B §5, §6): at feature resolution, min–max normalised **jointly
-  over all classes of an image**, optionally truncated to ``uint8`` as the original code did.
+  visualisation and area (docs/metrics.md#reference-area): at feature resolution, min–max
+  normalised **jointly over all classes of an image**, optionally truncated to ``uint8`` as the
+  original code did.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def minmax_normalise(maps: Tensor, dims: tuple[int, ...]) -> Tensor:
     low = maps.amin(dim=dims, keepdim=True)
     high = maps.amax(dim=dims, keepdim=True)
     span = high - low
-    # METRICS.md: "a constant map -> all zeros" (instead of 0/0 = NaN).
+    # docs/metrics.md#map-preparation: a constant map -> all zeros (instead of 0/0 = NaN).
     safe_span = torch.where(span > 0, span, torch.ones_like(span))
     return torch.where(span > 0, (maps - low) / safe_span, torch.zeros_like(maps))
 
@@ -92,8 +93,8 @@ def select_class_maps(maps: Tensor, classes: Tensor | None) -> Tensor:
 def reference_uint8_maps(maps: Tensor) -> Tensor:
     """The reference visualisation: joint min–max over all classes of an image, truncated to uint8.
 
-    SPEC Part B §5: ``(a − min) / (max − min) · 255`` per image over all classes, then a truncating
-    cast to ``uint8``.
+    docs/metrics.md#reference-area: ``(a − min) / (max − min) · 255`` per image over all classes,
+    then a truncating cast to ``uint8``.
 
     Args:
         maps: ``(B, K, h, w)`` attention maps (each class summed over its slots).
@@ -111,7 +112,7 @@ def reference_uint8_maps(maps: Tensor) -> Tensor:
 
 
 def reference_area(maps: Tensor, classes: Tensor | None = None, *, uint8: bool = True) -> Tensor:
-    """Area ratio as the reference computes it (SPEC Part B §5, §6).
+    """Area ratio as the reference computes it (docs/metrics.md#reference-area).
 
     At feature resolution, maps are min–max normalised jointly over all classes of the image; with
     ``uint8=True`` they are truncated to ``0..255`` first and the area is ``Σ / (h·w·255)``.

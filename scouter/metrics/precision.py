@@ -1,7 +1,7 @@
 """Explanation precision: share of the map's mass inside the ground-truth region.
 
-METRICS.md "Precision": ``precision = Σ M·G / Σ M`` with ``G`` the union of the image's boxes or a
-segmentation mask, in the geometry of the model input.
+docs/metrics.md#precision: ``precision = Σ M·G / Σ M`` with ``G`` the union of the image's
+boxes or a segmentation mask, in the geometry of the model input.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class ExplanationPrecision(Metric):
     """``Σ M·G / Σ M`` per image, averaged over the images where it is defined.
 
     Undefined (NaN) when ``G`` is empty or ``Σ M = 0``: such images are excluded from the mean and
-    counted in :attr:`nan_count` (METRICS.md). Maps are prepared with
+    counted in :attr:`nan_count` (docs/metrics.md#precision). Maps are prepared with
     :func:`~scouter.metrics.maps.prepare_maps` at the region's size unless ``prepare=False``.
 
     Args:

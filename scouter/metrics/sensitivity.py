@@ -1,7 +1,7 @@
 """Max-sensitivity (Yeh et al., NeurIPS 2019) as ``captum.metrics.sensitivity_max`` estimates it.
 
-METRICS.md "Max-sensitivity": ``max_δ ‖M(x+δ) − M(x)‖_F / ‖M(x)‖_F`` with ``δ ~ U(−r, r)`` per
-element and the explanation recomputed for each perturbed input.
+docs/metrics.md#sensitivity: ``max_δ ‖M(x+δ) − M(x)‖_F / ‖M(x)‖_F`` with
+``δ ~ U(−r, r)`` per element and the explanation recomputed for each perturbed input.
 
 captum ≥ 0.7 already divides by ``‖M(x)‖`` (``norm_ord="fro"``, a zero norm replaced by 1), so the
 two agree exactly when captum's ``explanation_func`` returns the same (prepared) maps and its

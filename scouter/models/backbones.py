@@ -33,7 +33,8 @@ class TimmBackbone(nn.Module):
             adapts the stem to ``in_chans`` and drops a classifier of a different size.
         in_chans: input channels (1 for grayscale; timm adapts pretrained stems).
         stem: ``"default"`` or ``"mnist"``: the reference's MNIST stem, a fresh
-            1-channel 3×3 stride-2 ``conv1`` without bias (SPEC Part B §1.1; plain ResNets only).
+            1-channel 3×3 stride-2 ``conv1`` without bias (plain ResNets only;
+            docs/method.md#mnist-stem).
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``img_size`` for ViTs,
             ``drop_path_rate``).
 
@@ -88,7 +89,8 @@ class TimmBackbone(nn.Module):
                     f"stem='mnist' replaces a plain conv1 (ResNet-18/34/50), but {name!r} has "
                     f"{type(conv1).__name__} there"
                 )
-            # SPEC B §1.1: the reference swaps in a fresh 3x3/2 one-channel conv after creation.
+            # The reference swaps in a fresh 3x3/2 one-channel conv after creation
+            # (docs/method.md#mnist-stem).
             model.conv1 = nn.Conv2d(1, conv1.out_channels, 3, stride=2, padding=1, bias=False)
             self.in_chans = 1
         self.model = model

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class FCHead(nn.Module):
-    """The black-box baseline head (SPEC Part B §1.7) and the pre-training stage's head.
+    """The black-box baseline head (docs/method.md#fc-baseline) and the pre-training stage's head.
 
     Args:
         in_channels: backbone channels ``C``.

@@ -1,4 +1,4 @@
-"""Fixed sine position encoding of the SCOUTER head (SPEC Part B §1.3)."""
+"""Fixed sine position encoding of the SCOUTER head (docs/method.md#position-encoding)."""
 
 from __future__ import annotations
 

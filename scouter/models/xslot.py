@@ -1,4 +1,4 @@
-"""XSlotHead: the SCOUTER explainable slot-attention classification head (SPEC Part B §1)."""
+"""XSlotHead: the SCOUTER explainable slot-attention classification head (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -121,7 +121,8 @@ class XSlotHead(nn.Module):
     def normalize_dots(self, dots: torch.Tensor) -> torch.Tensor:
         """Apply the configured normalisation to scaled dot products ``(B, S, n)``."""
         if self.attention_norm == "reference":
-            # SPEC B §1.5 step 2: d / rowsum · totalsum, with signed sums (as the original code).
+            # d / rowsum · totalsum with signed sums, as the original code
+            # (docs/method.md#attention-normalisation).
             row = dots.sum(dim=2, keepdim=True)
             total = row.sum(dim=1, keepdim=True)
             return dots / row * total

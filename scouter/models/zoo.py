@@ -1,8 +1,8 @@
 """Named SCOUTER configurations, timm-style: ``create_model(name)`` and ``list_models(pattern)``.
 
 Each entry fixes an architecture (backbone, head, slots, sign, …) and records the recipe it comes
-from (input size, normalisation, area-loss λ and power of the reference's README, SPEC Part B §3.2)
-and where its pretrained weights come from.
+from (input size, normalisation, area-loss λ and power of the reference's README,
+docs/method.md#reference-recipes) and where its pretrained weights come from.
 """
 
 from __future__ import annotations

@@ -46,9 +46,9 @@ class ScouterCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``dirpath`` and ``filename`` may name the run, saving atomically.
 
     The reference wrote one file per dataset and variant, so a λ or slot sweep overwrote itself
-    (SPEC B §9 bug 10). Here ``dirpath`` and ``filename`` may contain ``{run}``, ``{variant}``,
-    ``{lambda}`` and ``{slots}``, filled from the module before training (by
-    :class:`~scouter.training.cli.ScouterCLI` before ``ckpt_path="last"`` is looked up, else in
+    (docs/method.md#known-reference-bugs, item 10). Here ``dirpath`` and ``filename`` may contain
+    ``{run}``, ``{variant}``, ``{lambda}`` and ``{slots}``, filled from the module before training
+    (by :class:`~scouter.training.cli.ScouterCLI` before ``ckpt_path="last"`` is looked up, else in
     :meth:`setup`); ``{epoch}``, ``{step}`` and metric fields stay Lightning's.
 
     During the FC stage of two-stage training (``fc_warmup_epochs``) only ``last.ckpt`` is

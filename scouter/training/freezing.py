@@ -1,4 +1,7 @@
-"""Freezing the first backbone stages (SPEC B §3.3), without ever freezing a fresh layer."""
+"""Freezing the first backbone stages without ever freezing a fresh layer.
+
+See docs/method.md#freezing-stages.
+"""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ class ScouterModule(pl.LightningModule):
     ``scouter.load_model(ckpt)`` rebuilds it without this class.
 
     Logged: ``{train,val,test}/{loss,ce,area,acc}`` (accuracy over all samples, not a mean of
-    per-batch accuracies as in the reference, SPEC B §9 bug 11).
+    per-batch accuracies as in the reference, docs/method.md#known-reference-bugs item 11).
 
     Args:
         num_classes: ``K``; linked from ``data.num_classes`` by ``train.py``.
@@ -67,7 +67,8 @@ class ScouterModule(pl.LightningModule):
         lr: learning rate of the head (and of the backbone unless ``backbone_lr``).
         backbone_lr: separate backbone learning rate.
         weight_decay: AdamW weight decay, applied to every parameter (the reference's
-            ``--weight_decay`` was ignored and AdamW's 0.01 applied, SPEC B §9 bug 5).
+            ``--weight_decay`` was ignored and AdamW's 0.01 applied,
+            docs/method.md#known-reference-bugs item 5).
         scheduler: ``"step"`` (StepLR per epoch, the reference), ``"cosine"`` (per step, with
             ``warmup_steps``) or ``"none"``.
         lr_step_size: StepLR period in epochs (reference ``--lr_drop`` 70).
@@ -223,7 +224,8 @@ class ScouterModule(pl.LightningModule):
                 f"({config.backbone} has pretrained=False and no init_backbone_from): set "
                 "pretrained: true, pretrained_file or init_backbone_from, or freeze_stages: 0"
             )
-        # The reference froze its freshly created MNIST conv1 at random init (SPEC B §3.3).
+        # The reference froze its freshly created MNIST conv1 at random init
+        # (docs/method.md#freezing-stages).
         fresh = {"conv1.weight"} if config.stem == "mnist" and not from_checkpoint else set()
         _, kept = freeze_backbone_stages(self.model.backbone.model, num_stages, fresh)
         if kept:
@@ -360,7 +362,8 @@ class ScouterModule(pl.LightningModule):
             f"{self.current_epoch}){detail}. Training stopped before the optimizer step, so no "
             "checkpoint holds these values and the last saved one is intact. Known cause: the "
             "reference attention normalisation divides by a signed row sum that can reach 0 "
-            "(SPEC B §1.9) — try attention_norm: abs, a lower lr, or --trainer.gradient_clip_val."
+            "(docs/method.md#attention-normalisation) — try attention_norm: none (the training "
+            "default), a lower lr, or --trainer.gradient_clip_val."
         )
 
     def _check_finite_loss(self, parts: Any) -> None:

@@ -15,7 +15,8 @@ def test_overlay_is_alpha_blend_of_jet_colour_and_image():
 
 
 def test_overlay_matches_reference_pil_pipeline_within_rounding():
-    # SPEC §5: uint8 map -> jet LUT -> alpha 0.4 -> PIL alpha_composite over the RGBA image.
+    # docs/method.md#visualisation: uint8 map -> jet LUT -> alpha 0.4 -> PIL alpha_composite
+    # over the RGBA image.
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     levels = rng.integers(0, 256, (8, 8))

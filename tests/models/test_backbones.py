@@ -32,7 +32,7 @@ def test_cnn_backbones_return_last_feature_map(name, size, grid):
 def test_resnet18_channels_and_grid_at_reference_size():
     backbone = TimmBackbone("resnet18").eval()
     assert backbone.out_channels == 512
-    # 260 px -> 9x9, the reference's grid (SPEC B §1.1).
+    # 260 px -> 9x9, the reference's grid (docs/method.md#backbone-features).
     assert backbone(torch.rand(1, 3, 260, 260)).shape == (1, 512, 9, 9)
 
 

@@ -144,7 +144,10 @@ def test_head_reproduces_original_float64(oracle_dir, name):
 
 
 def per_slot_reference(head: XSlotHead, features: torch.Tensor):
-    """Independent, loop-based implementation of SPEC Part B §1.5-1.6 for one image at a time."""
+    """Independent, loop-based implementation of the head for one image at a time.
+
+    Follows docs/method.md#attention and docs/method.md#class-scores.
+    """
     dim = head.hidden_dim
     logits, maps = [], []
     for image in features:  # (C, h, w)
@@ -241,7 +244,7 @@ def test_attention_lies_between_zero_and_slots_per_class():
 
 
 def test_logits_equal_attention_weighted_feature_norms():
-    """SPEC B §1.6: o_c = (e/D) Σ_slots Σ_j A_ij ‖V_j‖₁ since V >= 0."""
+    """docs/method.md#class-scores: o_c = (e/D) Σ_slots Σ_j A_ij ‖V_j‖₁ since V >= 0."""
     torch.manual_seed(2)
     head = XSlotHead(16, 4, slots_per_class=2, hidden_dim=8).double()
     features = torch.rand(2, 16, 5, 5, dtype=torch.float64)

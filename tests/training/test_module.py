@@ -167,7 +167,8 @@ def test_scouter_neg_predicts_the_class_with_the_least_attention(tiny_folder, tm
     with torch.no_grad():
         out = module(batch["image"])
     hook.remove()
-    # o_c = -(1/D) Σ_j A_cj ‖V_j‖₁ (SPEC B §1.6): the prediction is the least attended class.
+    # o_c = -(1/D) Σ_j A_cj ‖V_j‖₁ (docs/method.md#class-scores): the prediction is the least
+    # attended class.
     weight = reduced["v"].sum(dim=1)  # (B, h, w) per-position L1 norm of the values
     attended = (out.attention * weight[:, None]).flatten(2).sum(-1) / module.model.head.hidden_dim
     torch.testing.assert_close(out.logits, -attended, rtol=1e-4, atol=1e-6)
