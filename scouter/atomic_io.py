@@ -1,13 +1,15 @@
 """Atomic file writes: a temporary file in the destination folder, fsync, then ``os.replace``.
 
 An interrupted or failing write never leaves a truncated file, and an existing file stays as it
-was. Used for checkpoints exports and every results file.
+was. Used for checkpoints exports and every results file. Permissions are those a plain ``open``
+gives: ``0o666`` minus the umask for a new file, the old file's mode when one is replaced.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,10 +27,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp, mode = _create_temporary(path)
     try:
         write(tmp)
+        # Some writers (safetensors) replace the file with a 0600 one of their own.
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -36,6 +40,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _create_temporary(path: Path) -> tuple[str, int]:
+    """An empty hidden file beside ``path``, and the mode ``open(path, "w")`` would leave.
+
+    That mode is ``0o666`` minus the umask for a new file (the kernel applies the umask to
+    ``os.open(..., 0o666)``), and the old file's mode when ``path`` exists.
+    ``tempfile.mkstemp`` would create 0600 whatever the umask, and the rename keeps it.
+    """
+    try:
+        existing = path.stat().st_mode & 0o777
+    except OSError:
+        existing = None
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode) if existing is None else existing
+        finally:
+            os.close(fd)
+        return tmp, mode
+    raise FileExistsError(f"could not create a temporary file beside {str(path)!r}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

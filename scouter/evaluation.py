@@ -15,7 +15,10 @@ written too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +133,7 @@ class PreparedEvaluation:
 
 
 def _check_output_dir(path: str | Path | None, flag: str) -> Path | None:
+    """The folder, once it is known to be creatable and writable (tested, then left as found)."""
     if path is None:
         return None
     path = Path(path)
@@ -138,6 +142,30 @@ def _check_output_dir(path: str | Path | None, flag: str) -> Path | None:
             f"{flag} {str(path)!r} is a file, not a directory: choose a folder path (it is "
             "created if missing)"
         )
+    missing = []  # the folders a test write creates, deepest first, removed afterwards
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EvaluationError(
+            f"{flag} {str(path)!r} cannot be created: {str(existing)!r} is a file, not a folder; "
+            "choose a folder path"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".evaluate-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise EvaluationError(
+            f"{flag} {str(path)!r} is not writable ({error.strerror or error}): choose a folder "
+            "you can write to, or fix its permissions; nothing was evaluated"
+        ) from None
+    finally:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return path
 
 
@@ -252,9 +280,11 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
     """Validate every input and build model, data and explainers, before any evaluation work.
 
     Raises:
-        EvaluationError: with the fix in the message, for unknown explainer or metric names, an
-            output path that is a file, a missing config or checkpoint, a checkpoint whose class
-            count differs from the dataset's, or an explainer the model cannot use.
+        EvaluationError: with the fix in the message, for unknown explainer or metric names or
+            bad explainer settings, an output path that is a file or not writable, ``limit`` or
+            ``num_images`` below 1, a missing config, a missing checkpoint or a folder given as
+            one, a checkpoint whose class count differs from the dataset's, or an explainer the
+            model cannot use.
     """
     out = _check_output_dir(options.out, "--out")
     export = _check_output_dir(options.export, "--export")
@@ -270,7 +300,12 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
     if options.split not in SPLITS:
         raise EvaluationError(f"split must be one of {SPLITS}, got {options.split!r}")
     if options.limit is not None and int(options.limit) < 1:
-        raise EvaluationError(f"limit must be >= 1, got {options.limit}")
+        raise EvaluationError(f"limit (--limit) must be >= 1, got {options.limit}")
+    if int(options.num_images) < 1:
+        raise EvaluationError(
+            f"num_images (--num-images, the images shown in the export) must be >= 1, got "
+            f"{options.num_images}"
+        )
     if isinstance(options.explained_class, str) and options.explained_class not in (
         EXPLAINED_CLASS_MODES
     ):
@@ -287,9 +322,13 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
             "the config has no data.dataset: evaluate.py reads the training config's 'data:' "
             "section (dataset, root, image_size, dataset_options, normalisation)"
         )
+    from scouter.checkpoints import require_checkpoint_file
+
     checkpoint = Path(options.checkpoint)
-    if not checkpoint.is_file():
-        raise EvaluationError(f"checkpoint {str(checkpoint)!r} does not exist")
+    try:
+        require_checkpoint_file(checkpoint)
+    except OSError as error:  # missing, or a folder (its checkpoint files are listed)
+        raise EvaluationError(str(error)) from None
 
     from scouter.data import ScouterDataModule
 

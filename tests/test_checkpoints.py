@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import pathlib
+import pickle
+import re
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -332,3 +336,79 @@ def test_backbone_weights_from_an_fc_checkpoint(tmp_path):
     target = build_classifier(ModelConfig(backbone="test_resnet", num_classes=7))
     target.backbone.model.load_state_dict(state)
     assert torch.equal(target.backbone.model.conv1[0].weight, model.backbone.model.conv1[0].weight)
+
+
+class SystemPayload:
+    """Unpickling this runs a shell command (creates ``marker``)."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["random.ckpt", "random.pth", "empty.pth", "text.pt"])
+def test_random_bytes_are_not_a_checkpoint_not_an_unsafe_pickle(tmp_path, name):
+    path = tmp_path / name
+    content = {"empty.pth": b"", "text.pt": b"hello, not a checkpoint\n"}
+    path.write_bytes(content.get(name, bytes(np.random.default_rng(0).integers(0, 256, 4096))))
+    with pytest.raises(CheckpointError) as caught:
+        scouter.load_model(path)
+    message = str(caught.value)
+    assert not isinstance(caught.value, UnsafeCheckpointError)
+    assert str(path) in message and "is not a readable checkpoint" in message
+    assert ".safetensors export" in message  # what is expected instead
+    assert "weights_only" not in message and "unsafe" not in message.lower()
+    assert caught.value.__cause__ is None  # torch's advice is not chained into the traceback
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        lambda obj, f: torch.save(obj, f),
+        lambda obj, f: pickle.dump(obj, f, protocol=pickle.DEFAULT_PROTOCOL),
+        lambda obj, f: pickle.dump(obj, f, protocol=2),
+    ],
+    ids=["torch.save", "pickle-default", "pickle-2"],
+)
+def test_pickle_calling_os_system_is_refused_naming_the_global(tmp_path, writer):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        writer({"model": {"w": [0.0, 1.0]}, "payload": SystemPayload(marker)}, handle)
+    with pytest.raises(UnsafeCheckpointError) as caught:
+        scouter.load_model(path)
+    message = str(caught.value)
+    assert re.search(r"refusing to load .*evil\.pth.*the global (posix|nt)\.system", message)
+    assert "weights_only" not in message and caught.value.__cause__ is None
+    assert not marker.exists()
+
+
+def test_a_directory_as_checkpoint_lists_the_checkpoints_inside(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"w": torch.zeros(1)}, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(
+        IsADirectoryError, match=r"is a directory: pass a checkpoint file.*last\.ckpt"
+    ):
+        scouter.load_model(run)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IsADirectoryError, match="holds no .ckpt, .pth"):
+        scouter.load_model(tmp_path / "empty")
+
+
+def test_invalid_model_json_names_the_file_line_and_column(tmp_path):
+    model = build_classifier(ModelConfig(backbone="test_resnet", num_classes=3, head="fc"))
+    path = save_model(model, tmp_path / "export" / "model")
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text('{\n  "backbone": "test_resnet",\n  "num_classes": 3,,\n}\n')
+    with pytest.raises(ValueError, match=r"model\.json.* is not valid JSON: .*line 3, column 20"):
+        scouter.load_model(path)
+    with pytest.raises(CheckpointError, match="delete it to use the config stored in model"):
+        scouter.load_model(path)
+    sidecar.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"model\.json.* must be a JSON object"):
+        scouter.load_model(path)
+    sidecar.unlink()  # the metadata's copy of the config takes over, as the message says
+    assert scouter.load_model(path).config == model.config

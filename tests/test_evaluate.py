@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -234,3 +235,129 @@ def test_command_line_reports_user_errors_with_exit_code_2(workdir, tmp_path):
     )  # fmt: skip
     assert completed.returncode == 2
     assert "evaluate.py: error: --out" in completed.stderr and "is a file" in completed.stderr
+
+
+def _fail_if_reached(*args, **kwargs):
+    raise AssertionError("the checkpoint was loaded although the output folder is unusable")
+
+
+@pytest.mark.parametrize("flag", ["out", "export"])
+def test_output_folder_under_a_file_fails_before_any_work(workdir, tmp_path, monkeypatch, flag):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    options = _options(workdir, tmp_path, **{flag: tmp_path / "afile" / "sub" / "out"})
+    with pytest.raises(
+        EvaluationError, match=rf"--{flag} .*afile.* cannot be created: .* is a file"
+    ):
+        prepare(options)
+    assert (tmp_path / "afile").read_text() == "a file, not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_fails_before_any_work(workdir, tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    with pytest.raises(EvaluationError, match=r"--export .*locked.* is not writable"):
+        prepare(_options(workdir, tmp_path, export=locked / "report"))
+
+
+def test_permission_denied_is_reported_as_not_writable_and_left_as_found(
+    workdir, tmp_path, monkeypatch
+):
+    # The read-only case, also where tests run as root (which writes anywhere).
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("scouter.evaluation.tempfile.mkstemp", denied)
+    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    with pytest.raises(EvaluationError, match=r"--out .*new.* is not writable \(Permission denied"):
+        prepare(_options(workdir, tmp_path, out=tmp_path / "new" / "out"))
+    assert not (tmp_path / "new").exists()
+
+
+def test_output_folders_are_tested_then_left_as_found(workdir, tmp_path):
+    out = tmp_path / "new" / "deeper" / "out"
+    prepared = prepare(_options(workdir, tmp_path, out=out, limit=1))
+    assert not (tmp_path / "new").exists()  # created by the write test, then removed
+    assert prepared.options.out == out
+
+
+def test_unwritable_export_on_the_command_line_exits_2_before_evaluating(workdir, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    code = main(
+        [
+            "--checkpoint", str(workdir / "pos.safetensors"),
+            "--config", str(workdir / "config.yaml"),
+            "--out", str(tmp_path / "out"),
+            "--export", str(tmp_path / "afile" / "report"),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "evaluate.py: error: --export" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing evaluated, nothing written
+
+
+@pytest.mark.parametrize("value", [0, -3])
+def test_num_images_below_one_is_rejected_up_front(workdir, tmp_path, capsys, value):
+    code = main(
+        [
+            "--checkpoint", str(workdir / "pos.safetensors"),
+            "--config", str(workdir / "config.yaml"),
+            "--limit", "2",
+            "--out", str(tmp_path / "out"),
+            "--export", str(tmp_path / "report"),
+            "--num-images", str(value),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert f"--num-images, the images shown in the export) must be >= 1, got {value}" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    "explainer, setting, message",
+    [
+        ("ig", "ig.steps=0", "'ig': steps must be an integer >= 1"),
+        ("smoothgrad", "smoothgrad.samples=0", "'smoothgrad': samples must be an integer >= 1"),
+        ("occlusion", "occlusion.window=0", "'occlusion': window must be an integer >= 1"),
+        ("rise", "rise.masks=0", "'rise': masks must be an integer >= 1"),
+        ("blur_ig", "blur_ig.steps=-1", "'blur_ig': steps must be an integer >= 1"),
+    ],
+)
+def test_bad_explainer_settings_exit_2_naming_the_setting(
+    workdir, tmp_path, capsys, explainer, setting, message
+):
+    code = main(
+        [
+            "--checkpoint", str(workdir / "pos.safetensors"),
+            "--config", str(workdir / "config.yaml"),
+            "--explainers", explainer,
+            "--explainer-setting", setting,
+            "--limit", "1",
+            "--out", str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_as_checkpoint_is_named_with_the_checkpoints_inside(workdir, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(workdir / "pos.safetensors", run / "checkpoints" / "pos.safetensors")
+    with pytest.raises(
+        EvaluationError,
+        match=r"'.*run' is a directory: pass a checkpoint file \(.ckpt, .pth or a .safetensors "
+        r"export\); checkpoint files inside: .*checkpoints/pos\.safetensors",
+    ):
+        prepare(_options(workdir, tmp_path, checkpoint=run))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvaluationError, match="is a directory.*holds no .ckpt, .pth"):
+        prepare(_options(workdir, tmp_path, checkpoint=tmp_path / "empty"))

@@ -205,9 +205,9 @@ class CompositesDataset(Dataset):
             )
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale}")
-        self.height, self.width = (
-            (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        )
+        from scouter.data.transforms import check_image_size
+
+        self.height, self.width = check_image_size(image_size, "dataset_options.image_size")
         self.split, self.seed, self.clutter = split, seed, clutter
         self.scale, self.threshold, self.saturation = tuple(scale), threshold, saturation
         self.backgrounds = [load_background(name) for name in backgrounds]

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from scouter.data.registry import create_dataset, dataset_reader
 from scouter.data.sample import collate_samples
 from scouter.data.splits import stratified_split
-from scouter.data.transforms import TransformedDataset, build_transforms
+from scouter.data.transforms import TransformedDataset, build_transforms, check_image_size
 
 # Reader split used for each DataModule stage where it differs from the stage name. The
 # labelled ImageNet test set is its official validation set.
@@ -116,6 +116,8 @@ class ScouterDataModule(pl.LightningDataModule):
         dataset_reader(dataset)  # fail at construction on an unknown name
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        # Fail at construction, naming the setting (albumentations would fail later, obscurely).
+        check_image_size(image_size, "data.image_size")
         self.save_hyperparameters()
         self.dataset_name = dataset.lower()
         self.root = root

@@ -20,6 +20,7 @@ box-shaped mask equals :func:`~scouter.data.sample.boxes_to_mask` of the resized
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,11 +36,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = (int(v) for v in image_size)
-    return height, width
+def check_image_size(image_size: Any, name: str = "image_size") -> tuple[int, int]:
+    """``(H, W)`` from ``S`` or ``(H, W)``; anything but integers >= 1 fails naming ``name``."""
+
+    def positive(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+    if positive(image_size):
+        return int(image_size), int(image_size)
+    if (
+        isinstance(image_size, Sequence)
+        and not isinstance(image_size, str)
+        and len(image_size) == 2
+        and all(positive(v) for v in image_size)
+    ):
+        return int(image_size[0]), int(image_size[1])
+    raise ValueError(
+        f"{name} must be an integer >= 1 (a square S×S input) or a pair [H, W] of integers >= 1, "
+        f"got {image_size!r}; e.g. {name}: 224 or {name}: [224, 320]"
+    )
 
 
 def _fit_channels(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
@@ -243,7 +258,7 @@ def build_transforms(
     """
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    height, width = _size(image_size)
+    height, width = check_image_size(image_size)
     ops: list[Any] = _resize_ops(height, width, eval_resize, crop_pct)
     if train and augment:
         ops.append(_reference_augment(blur))

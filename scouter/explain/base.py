@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import importlib
 import inspect
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -36,6 +37,7 @@ __all__ = [
     "MapKind",
     "Target",
     "get_explainer",
+    "integer_setting",
     "list_explainers",
     "model_logits",
     "register_explainer",
@@ -201,6 +203,26 @@ def gradients_enabled() -> Iterator[None]:
         yield
 
 
+def integer_setting(
+    explainer: str, name: str, value: Any, minimum: int | None = 1, meaning: str = ""
+) -> int:
+    """``value`` as an int, or a ValueError naming the explainer, the setting and the valid range.
+
+    Integral floats (``16.0``) are accepted; bools, fractions and strings are not.
+    """
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and float(value).is_integer()
+        and (minimum is None or value >= minimum)
+    )
+    if not ok:
+        bound = "an integer" if minimum is None else f"an integer >= {minimum}"
+        what = f" ({meaning})" if meaning else ""
+        raise ValueError(f"explainer {explainer!r}: {name} must be {bound}{what}, got {value!r}")
+    return int(value)
+
+
 class Explainer:
     """Base class of all explainers: ``explainer(model, images, target=...) -> Explanation``.
 
@@ -220,9 +242,9 @@ class Explainer:
     needs_gradients: ClassVar[bool] = True
 
     def __init__(self, batch_size: int = 64, **settings: Any) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.batch_size = int(batch_size)
+        self.batch_size = integer_setting(
+            self.name or type(self).__name__, "batch_size", batch_size, 1, "items per pass"
+        )
         self.settings: dict[str, Any] = {"batch_size": self.batch_size, **settings}
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scouter.explain.base import model_logits, register_explainer
+from scouter.explain.base import integer_setting, model_logits, register_explainer
 from scouter.explain.posthoc import ChannelReduction, PixelExplainer
 
 __all__ = ["BlurIGExplainer", "gaussian_blur", "gaussian_blur_matrices"]
@@ -98,10 +98,13 @@ class BlurIGExplainer(PixelExplainer):
         reduce: ChannelReduction | None = None,
         batch_size: int = 64,
     ) -> None:
-        if float(max_sigma) <= 0 or int(steps) < 1:
-            raise ValueError("blur_ig needs max_sigma > 0 and steps >= 1")
+        if not float(max_sigma) > 0:
+            raise ValueError(
+                f"explainer 'blur_ig': max_sigma must be > 0 (σ of the most blurred image, in "
+                f"pixels), got {max_sigma!r}"
+            )
         self.max_sigma = float(max_sigma)
-        self.steps = int(steps)
+        self.steps = integer_setting(self.name, "steps", steps, 1, "Riemann intervals")
         self.truncate = float(truncate)
         super().__init__(
             reduce,

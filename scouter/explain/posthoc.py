@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scouter.explain.base import Explainer, LogitModule, model_logits, register_explainer
+from scouter.explain.base import (
+    Explainer,
+    LogitModule,
+    integer_setting,
+    model_logits,
+    register_explainer,
+)
 
 __all__ = [
     "CAMExplainer",
@@ -198,7 +204,9 @@ class SmoothGradExplainer(PixelExplainer):
         reduce: ChannelReduction | None = None,
         batch_size: int = 64,
     ) -> None:
-        self.samples = int(samples)
+        self.samples = integer_setting(self.name, "samples", samples, 1, "noisy copies per image")
+        if not float(stdev) >= 0:
+            raise ValueError(f"explainer 'smoothgrad': stdev must be >= 0, got {stdev!r}")
         self.stdev = float(stdev)
         super().__init__(reduce, batch_size, samples=self.samples, stdev=self.stdev)
 
@@ -243,7 +251,15 @@ class IntegratedGradientsExplainer(PixelExplainer):
         reduce: ChannelReduction | None = None,
         batch_size: int = 64,
     ) -> None:
-        self.steps = int(steps)
+        self.steps = integer_setting(self.name, "steps", steps, 1, "integration points")
+        try:
+            from captum.attr._utils.approximation_methods import SUPPORTED_METHODS as methods
+        except ImportError:  # a private captum module: skip the early check if it moves
+            methods = [method]
+        if method not in methods:
+            raise ValueError(
+                f"explainer 'ig': method must be one of {', '.join(methods)}, got {method!r}"
+            )
         self.baseline = float(baseline)
         self.method = method
         super().__init__(
@@ -291,8 +307,12 @@ class OcclusionExplainer(PixelExplainer):
         reduce: ChannelReduction | None = None,
         batch_size: int = 64,
     ) -> None:
-        self.window = int(window)
-        self.stride = int(stride) if stride is not None else self.window
+        self.window = integer_setting(self.name, "window", window, 1, "patch side in pixels")
+        self.stride = (
+            integer_setting(self.name, "stride", stride, 1, "pixels between patches")
+            if stride is not None
+            else self.window
+        )
         self.baseline = float(baseline)
         super().__init__(
             reduce, batch_size, window=self.window, stride=self.stride, baseline=self.baseline

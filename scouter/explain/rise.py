@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scouter.explain.base import Explainer, model_logits, register_explainer
+from scouter.explain.base import Explainer, integer_setting, model_logits, register_explainer
 
 __all__ = ["RISEExplainer", "rise_masks"]
 
@@ -92,13 +92,16 @@ class RISEExplainer(Explainer):
         seed: int = 0,
         batch_size: int = 64,
     ) -> None:
-        if int(masks) < 1 or int(cells) < 1 or not 0.0 < float(probability) <= 1.0:
-            raise ValueError("RISE needs masks >= 1, cells >= 1 and 0 < probability <= 1")
-        self.num_masks = int(masks)
-        self.cells = int(cells)
+        self.num_masks = integer_setting(self.name, "masks", masks, 1, "random masks")
+        self.cells = integer_setting(self.name, "cells", cells, 1, "mask grid cells per side")
+        if not 0.0 < float(probability) <= 1.0:
+            raise ValueError(
+                f"explainer 'rise': probability must lie in (0, 1] (the keep probability of a "
+                f"grid cell), got {probability!r}"
+            )
         self.probability = float(probability)
         self.fill = float(fill)
-        self.seed = int(seed)
+        self.seed = integer_setting(self.name, "seed", seed, None)
         super().__init__(
             batch_size=batch_size,
             masks=self.num_masks,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning_fabric.utilities.cloud_io import get_filesystem
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from scouter.data import ScouterDataModule
 from scouter.training.callbacks import ScouterCheckpoint
@@ -17,7 +20,10 @@ class ScouterCLI(LightningCLI):
     * ``model.num_classes`` is taken from ``data.num_classes`` and ``model.in_chans`` from
       ``data.in_chans`` (one source of truth each);
     * :class:`ScouterCheckpoint` placeholders (``{run}`` …) are filled before the subcommand
-      runs, so ``--ckpt_path last`` finds the run's own ``last.ckpt``.
+      runs, so ``--ckpt_path last`` finds the run's own ``last.ckpt``;
+    * ``fit --ckpt_path last`` without a ``last.ckpt`` yet (a preempted job resubmitted before its
+      first checkpoint, or the first submission of a resumable job) starts a new run and says so;
+      ``validate`` / ``test`` / ``predict --ckpt_path last`` without one fail naming the folder.
     """
 
     def add_arguments_to_parser(self, parser: Any) -> None:
@@ -40,6 +46,42 @@ class ScouterCLI(LightningCLI):
 
     def before_predict(self) -> None:
         self._fill_checkpoint_tags()
+
+    def _last_checkpoint_folders(self) -> list[str]:
+        folders = []
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                resolve = getattr(callback, "_ModelCheckpoint__resolve_ckpt_dir", None)
+                folder = resolve(self.trainer) if resolve is not None else callback.dirpath
+                folders.append(str(folder))
+        return folders
+
+    def _has_last_checkpoint(self) -> bool:
+        """Whether Lightning's ``ckpt_path="last"`` lookup would find a file."""
+        candidates = {
+            cb.ckpt_path for cb in self.trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)
+        }
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                candidates |= callback._find_last_checkpoints(self.trainer)
+        return any(get_filesystem(path).exists(path) for path in candidates if path)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        # Lightning answers a missing last checkpoint with a warning whose hint ("Set
+        # save_last=True") misleads here: ScouterCheckpoint saves it by default.
+        if kwargs.get("ckpt_path") == "last" and not self._has_last_checkpoint():
+            folders = ", ".join(self._last_checkpoint_folders()) or "(no checkpoint callback)"
+            if not any(getattr(cb, "save_last", False) for cb in self.trainer.checkpoint_callbacks):
+                folders += " (and no checkpoint callback saves one: set save_last: true)"
+            if subcommand != "fit":
+                raise ValueError(
+                    f"--ckpt_path last: no last.ckpt in {folders}: train first (train.py fit "
+                    "--config ...) or pass a checkpoint file, e.g. --ckpt_path path/to/run.ckpt"
+                )
+            rank_zero_info(f"--ckpt_path last: no last.ckpt in {folders}: starting a new run")
+            kwargs["ckpt_path"] = None
+        return kwargs
 
 
 def main(args: list[str] | None = None) -> ScouterCLI:

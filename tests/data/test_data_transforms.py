@@ -129,3 +129,17 @@ def test_identity_size_shortcut_equals_the_albumentations_path():
     torch.testing.assert_close(fast["boxes"], slow["boxes"])
     torch.testing.assert_close(fast["boxes"], torch.tensor([[0.0, 3.0, 20.0, 40.0]]))
     assert torch.equal(fast["mask"], slow["mask"])
+
+
+@pytest.mark.parametrize("size", [0, -5, (32, 0), [-1, 32], (32,), (32, 32, 3), 32.5, True, "64"])
+def test_invalid_image_size_is_rejected_naming_the_setting(size):
+    with pytest.raises(ValueError, match=r"image_size must be an integer >= 1 .* pair \[H, W\]"):
+        build_transforms(size)
+
+
+@pytest.mark.parametrize(
+    "size, expected", [(24, (24, 24)), ((24, 40), (24, 40)), ([8, 16], (8, 16))]
+)
+def test_valid_image_sizes_set_the_output_size(size, expected):
+    transform = build_transforms(size, mean=[0.5] * 3, std=[0.5] * 3)
+    assert tuple(transform(_rect_sample())["image"].shape[-2:]) == expected

@@ -169,3 +169,17 @@ def test_stratified_split_partitions_with_class_proportions():
         stratified_split(labels, {"train": 0, "val": 0.1}, seed=7)["val"].tolist()
         != stratified_split(labels, {"train": 0, "val": 0.1}, seed=8)["val"].tolist()
     )
+
+
+@pytest.mark.parametrize("size", [0, -5, (32, 0), [0, -5], (32, 32, 32)])
+def test_invalid_image_size_fails_at_construction_naming_data_image_size(size, tmp_path):
+    # Before any file is read: the folder does not even exist.
+    with pytest.raises(ValueError, match=r"data\.image_size must be an integer >= 1 .*\[H, W\]"):
+        ScouterDataModule("folder", str(tmp_path / "absent"), image_size=size)
+
+
+def test_invalid_composites_image_size_names_the_dataset_option():
+    from scouter.data import create_dataset
+
+    with pytest.raises(ValueError, match=r"dataset_options\.image_size must be an integer >= 1"):
+        create_dataset("composites", None, "train", image_size=0, num_samples=2)

@@ -131,3 +131,33 @@ def test_class_maps_of_a_single_class_explanation_checks_the_class():
     assert explanation.class_maps(torch.tensor([1, 0])) is explanation.maps
     with pytest.raises(ValueError, match="target='all'"):
         explanation.class_maps(torch.tensor([0, 0]))
+
+
+@pytest.mark.parametrize(
+    "name, settings, message",
+    [
+        ("ig", {"steps": 0}, r"'ig': steps must be an integer >= 1 \(integration points\), got 0"),
+        ("ig", {"steps": 2.5}, r"'ig': steps must be an integer >= 1.*got 2.5"),
+        ("ig", {"method": "simpson"}, r"'ig': method must be one of .*gausslegendre"),
+        ("smoothgrad", {"samples": 0}, r"'smoothgrad': samples must be an integer >= 1"),
+        ("smoothgrad", {"stdev": -0.1}, r"'smoothgrad': stdev must be >= 0"),
+        ("occlusion", {"window": 0}, r"'occlusion': window must be an integer >= 1"),
+        ("occlusion", {"stride": -2}, r"'occlusion': stride must be an integer >= 1"),
+        ("rise", {"masks": 0}, r"'rise': masks must be an integer >= 1"),
+        ("rise", {"cells": -1}, r"'rise': cells must be an integer >= 1"),
+        ("rise", {"seed": "abc"}, r"'rise': seed must be an integer, got 'abc'"),
+        ("rise", {"probability": 0.0}, r"'rise': probability must lie in \(0, 1\]"),
+        ("blur_ig", {"steps": 0}, r"'blur_ig': steps must be an integer >= 1"),
+        ("blur_ig", {"max_sigma": 0}, r"'blur_ig': max_sigma must be > 0"),
+        ("gradcam", {"batch_size": 0}, r"'gradcam': batch_size must be an integer >= 1"),
+        ("saliency", {"batch_size": True}, r"'saliency': batch_size must be an integer >= 1"),
+    ],
+)
+def test_bad_integer_settings_fail_at_construction_naming_the_setting(name, settings, message):
+    with pytest.raises(ValueError, match=message):
+        get_explainer(name, **settings)
+
+
+def test_integral_settings_are_accepted_as_ints():
+    explainer = get_explainer("ig", steps=16.0, batch_size=8)
+    assert explainer.steps == 16 and isinstance(explainer.settings["steps"], int)

@@ -43,8 +43,17 @@ def test_images() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([b["image"] for b in batches]), torch.cat([b["label"] for b in batches])
 
 
+@pytest.fixture(autouse=True)
+def _quiet_lightning():
+    """Lightning's info lines off for these runs, and back as they were for later tests."""
+    logger = logging.getLogger("pytorch_lightning")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
 def _accuracy_after_training(norm: str | None, images, labels, tmp_path) -> float:
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     pl.seed_everything(0, verbose=False)
     options = {} if norm is None else {"attention_norm": norm}
     module = ScouterModule(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -258,3 +261,38 @@ def test_under_ddp_one_process_non_finite_loss_stops_both(tiny_folder, tmp_path)
     assert "(on some process)" in result.stderr
     last = tmp_path / "ckpt" / "scouter_pos-lam1-s1" / "last.ckpt"
     assert safe_torch_load(last)["global_step"] == 2
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "[32, 0]"])
+def test_invalid_image_size_on_the_command_line_names_the_setting(tiny_folder, tmp_path, size):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tiny_folder, tmp_path))
+    with pytest.raises(ValueError, match=r"data\.image_size must be an integer >= 1.*\[H, W\]"):
+        main(["fit", "--config", str(config), "--data.image_size", size])
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "runs").exists()
+
+
+def test_fit_from_last_without_a_checkpoint_starts_a_new_run_and_says_so(
+    tiny_folder, tmp_path, caplog, capfd
+):
+    trainer = {"limit_train_batches": 2, "limit_val_batches": 1}
+    path = write_config(tmp_path / "c.yaml", tiny_config(tiny_folder, tmp_path, trainer=trainer))
+    folder = os.path.realpath(tmp_path / "ckpt" / "scouter_pos-lam1-s1")
+    # Lightning's own logger prints the line (another test may have raised its level).
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level(logging.INFO, logger="pytorch_lightning"),
+    ):
+        warnings.simplefilter("always")
+        main(["fit", "--config", str(path), "--ckpt_path", "last"])
+    output = capfd.readouterr()
+    shown = caplog.text + output.out + output.err + "\n".join(str(w.message) for w in caught)
+    assert f"no last.ckpt in {folder}: starting a new run" in shown
+    assert "save_last" not in shown and "no last checkpoint available" not in shown
+    assert safe_torch_load(Path(folder) / "last.ckpt")["global_step"] == 2  # trained from scratch
+
+
+def test_validate_from_last_without_a_checkpoint_fails_naming_the_folder(tiny_folder, tmp_path):
+    path = write_config(tmp_path / "c.yaml", tiny_config(tiny_folder, tmp_path))
+    folder = os.path.realpath(tmp_path / "ckpt" / "scouter_pos-lam1-s1")
+    with pytest.raises(ValueError, match=rf"no last.ckpt in {re.escape(folder)}: train first"):
+        main(["validate", "--config", str(path), "--ckpt_path", "last"])
