@@ -8,8 +8,8 @@ Everything a user can get wrong (names, paths, class counts, explainer/model com
 checked by :func:`prepare` before the first image is explained. The results follow
 docs/metrics.md#results-files: ``results.json`` (full config, checkpoint SHA-256, dataset and
 split, number of images, each metric's value with settings and NaN count) and ``per_image.csv``
-(id, label, explained class, prediction, per-image values per explainer), both written
-atomically. With ``export``, overlays, a grid figure and a self-contained ``report.html`` are
+(id, label, explained class, prediction, per-image values per explainer), replaced together
+(all old or all new, :func:`scouter.export.write_results`). With ``export``, overlays, a grid figure and a self-contained ``report.html`` are
 written too.
 """
 
@@ -28,6 +28,13 @@ from typing import Any
 import torch
 import yaml
 from torch import Tensor, nn
+
+from scouter.evaluation_checks import (
+    check_finite_outputs,
+    check_finite_weights,
+    check_model_section,
+    metrics_for_dataset,
+)
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -59,7 +66,8 @@ SPLITS = ("train", "val", "test")
 
 
 class EvaluationError(ValueError):
-    """A user-caused problem found before evaluation starts (the message says how to fix it)."""
+    """A user-caused problem (the message says how to fix it): found by :func:`prepare` before
+    evaluation starts, or by :func:`run` when the model's outputs turn non-finite."""
 
 
 @dataclass
@@ -127,6 +135,7 @@ class PreparedEvaluation:
     device: torch.device
     explained_class: str | int
     least_similar: Tensor | None
+    notes: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -284,14 +293,22 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
             bad explainer settings, an output path that is a file or not writable, ``limit`` or
             ``num_images`` below 1, a missing config, a missing checkpoint or a folder given as
             one, a checkpoint whose class count differs from the dataset's, or an explainer the
-            model cannot use.
+            model cannot use; an unknown key in the config's ``model:`` section, a checkpoint
+            with NaN/inf weights, ``precision`` asked for on a dataset without boxes or masks
+            (by default it is left out there, with a note in ``notes``;
+            :mod:`scouter.evaluation_checks`).
     """
     out = _check_output_dir(options.out, "--out")
     export = _check_output_dir(options.export, "--export")
     if out is None and export is None:
         raise EvaluationError("nothing to write: pass --out DIR and/or --export DIR")
+    if out is not None and out.is_dir():
+        from scouter.export import recover_results_folder
 
-    metrics = _parse_names(options.metrics) or list(DEFAULT_METRICS)
+        recover_results_folder(out)  # finish or discard a results write a kill interrupted
+
+    explicit_metrics = _parse_names(options.metrics)
+    metrics = explicit_metrics or list(DEFAULT_METRICS)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise EvaluationError(f"unknown metric(s) {unknown}; valid names: {', '.join(METRICS)}")
@@ -322,6 +339,8 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
             "the config has no data.dataset: evaluate.py reads the training config's 'data:' "
             "section (dataset, root, image_size, dataset_options, normalisation)"
         )
+    model_section = _section(config, "model")
+    check_model_section(model_section)
     from scouter.checkpoints import require_checkpoint_file
 
     checkpoint = Path(options.checkpoint)
@@ -342,14 +361,19 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         num_classes = datamodule.num_classes
     except TypeError as error:
         raise EvaluationError(f"the config's data section is invalid: {error}") from None
+    dataset = _split_dataset(datamodule, options.split)
+    metrics, note = metrics_for_dataset(
+        metrics, bool(explicit_metrics), dataset, data_section["dataset"]
+    )
 
-    model = _load_checkpoint(checkpoint, _section(config, "model"), num_classes)
+    model = _load_checkpoint(checkpoint, model_section, num_classes)
     if model.num_classes != num_classes:
         raise EvaluationError(
             f"the checkpoint predicts {model.num_classes} classes but dataset "
             f"{data_section['dataset']!r} (as configured) has {num_classes}: evaluate it with the "
             "config it was trained with (e.g. data.dataset_options.num_classes)"
         )
+    check_finite_weights(model, checkpoint)
     model = model.to(device).eval()
 
     if explainers is None:
@@ -367,7 +391,6 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
                 "explainer 'cam' needs an FC head; for SCOUTER models use 'gradcam' (or 'slot')"
             )
 
-    dataset = _split_dataset(datamodule, options.split)
     mode = options.explained_class
     least_similar = None
     if mode == "auto":
@@ -391,6 +414,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         device=device,
         explained_class=mode,
         least_similar=least_similar,
+        notes=[note] if note else [],
     )
 
 
@@ -457,6 +481,7 @@ class _ExplainerMetrics:
 
         self.explainer = explainer
         self.model = model
+        self.checkpoint = options.checkpoint
         self.metrics: dict[str, Any] = {}
         self.settings: dict[str, dict[str, Any]] = {}
         batch = options.metric_batch_size
@@ -496,14 +521,23 @@ class _ExplainerMetrics:
         for metric in self.metrics.values():
             metric.to(device)
 
-    def update(self, batch: dict[str, Any], images: Tensor, classes: Tensor) -> Tensor:
-        """Explain the batch and update every metric; returns the ``(B, 1, h, w)`` maps."""
+    def update(
+        self, batch: dict[str, Any], images: Tensor, classes: Tensor, batch_index: int = 0
+    ) -> Tensor:
+        """Explain the batch and update every metric; returns the ``(B, 1, h, w)`` maps.
+
+        Raises:
+            EvaluationError: naming the batch and images, when a map holds NaN or ±inf.
+        """
+        what = f"{self.explainer.name!r} explanation maps"
         if "area_reference" in self.metrics:
             every = self.explainer(self.model, images, target="all")
+            check_finite_outputs(what, every.maps, batch_index, batch["id"], self.checkpoint)
             maps = every.class_maps(classes)
             self.metrics["area_reference"].update(every.maps, classes)
         else:
             maps = self.explainer(self.model, images, target=classes).maps
+            check_finite_outputs(what, maps, batch_index, batch["id"], self.checkpoint)
         for name, metric in self.metrics.items():
             if name == "area":
                 metric.update(maps)
@@ -548,12 +582,16 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
 
     Returns:
         The results document (also written to ``out/results.json``).
+
+    Raises:
+        EvaluationError: at the first batch whose logits or explanation maps hold NaN or ±inf
+            (naming the batch, its images and the checkpoint); nothing is written then.
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
 
     from scouter.data.sample import collate_samples
-    from scouter.export import file_sha256, write_per_image_csv, write_results_json
+    from scouter.export import file_sha256, write_results
     from scouter.metrics import BinaryClassificationReport, ClassificationAccuracy, prepare_maps
 
     options, model, device = prepared.options, prepared.model, prepared.device
@@ -592,12 +630,13 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     progress = tqdm(
         total=len(dataset_view), desc="evaluate", unit="img", disable=not options.progress
     )
-    for batch in loader:
+    for batch_index, batch in enumerate(loader):
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
         if "mask" in batch:
             batch["mask"] = batch["mask"].to(device)
         logits = forward_fn(images)
+        check_finite_outputs("logits", logits, batch_index, batch["id"], options.checkpoint)
         predictions = logits.argmax(dim=1)
         if accuracy is not None:
             accuracy.update(logits, labels)
@@ -610,7 +649,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
                     explanation_metrics, explainer, model, forward_fn,
                     tuple(images.shape[-2:]), options, device,
                 )  # fmt: skip
-            maps = per_explainer[name].update(batch, images, classes)
+            maps = per_explainer[name].update(batch, images, classes, batch_index)
             if options.export is not None and len(shown["images"]) < options.num_images:
                 take = options.num_images - len(shown["images"])
                 shown["maps"][name].append(prepare_maps(maps[:take], tuple(images.shape[-2:])))
@@ -687,10 +726,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         },
     }
     if options.out is not None:
-        out = Path(options.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_results_json(out / "results.json", results)
-        write_per_image_csv(out / "per_image.csv", rows)
+        write_results(options.out, results, rows)  # both files or neither (results_io)
     if options.export is not None:
         _export(prepared, results, rows, shown, class_names)
     return results
@@ -878,10 +914,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         prepared = prepare(options)
+        for note in prepared.notes:
+            print(f"evaluate.py: note: {note}", file=sys.stderr)
+        results = run(prepared)
     except EvaluationError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
-    results = run(prepared)
     summary = {"images": results["num_images"]}
     if "accuracy" in results["metrics"]:
         summary["accuracy"] = round(results["metrics"]["accuracy"]["value"], 4)

@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 
 from scouter.checkpoints import save_model
-from scouter.evaluation import EvaluationError, EvaluationOptions, evaluate, main, prepare
+from scouter.evaluation import EvaluationError, EvaluationOptions, evaluate, main, prepare, run
 from scouter.models.classifier import ModelConfig, build_classifier
 from tests.data.conftest import idx_images, write_idx
 
@@ -361,3 +361,26 @@ def test_a_folder_as_checkpoint_is_named_with_the_checkpoints_inside(workdir, tm
     (tmp_path / "empty").mkdir()
     with pytest.raises(EvaluationError, match="is a directory.*holds no .ckpt, .pth"):
         prepare(_options(workdir, tmp_path, checkpoint=tmp_path / "empty"))
+
+
+def test_a_failed_results_write_keeps_the_previous_runs_pair_and_no_temporary_files(
+    workdir, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    evaluate(_options(workdir, tmp_path, metrics=["accuracy"], limit=2))
+    before = {name: (out / name).read_bytes() for name in ("results.json", "per_image.csv")}
+    prepared = prepare(_options(workdir, tmp_path, metrics=["accuracy"], limit=3))
+    fsync, calls = os.fsync, []
+
+    def fail_on_the_second_file(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # results.json is on disk; the disk fills up during per_image.csv
+            raise OSError(28, "No space left on device")
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fail_on_the_second_file)
+    with pytest.raises(OSError, match="No space left"):
+        run(prepared)
+    monkeypatch.undo()
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(os.listdir(out)) == ["per_image.csv", "results.json"]

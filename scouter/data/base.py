@@ -8,6 +8,7 @@ clipping (counted), a class-balanced ``limit`` and decoding into a :class:`Sampl
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -141,6 +142,8 @@ class ImageFileDataset(Dataset):
         num_classes: ``len(class_names)``.
         targets: ``(len,)`` int64 labels, readable without decoding images.
         records: the indexed :class:`Record` s.
+        has_regions: whether any item has a box or a mask (what the precision metric needs).
+        regions_option: the reader option that adds boxes or masks, where one exists.
         stats: counts of ``missing`` / ``corrupt`` files skipped at indexing and of
             ``boxes_clipped`` / ``boxes_dropped`` (counted as items are read, per process: reads
             in DataLoader worker processes are not added to the main process' counts).
@@ -202,6 +205,12 @@ class ImageFileDataset(Dataset):
                     "(they are counted in dataset.stats['missing'])"
                 )
         return kept
+
+    regions_option: str | None = None
+
+    @functools.cached_property
+    def has_regions(self) -> bool:
+        return any(r.boxes.size or r.mask_path is not None for r in self.records)
 
     def __len__(self) -> int:
         return len(self.records)

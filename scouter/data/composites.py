@@ -40,7 +40,13 @@ from torch.utils.data import Dataset
 
 from scouter.data.base import DatasetLayoutError, select_classes
 from scouter.data.composites_cache import ensure_cache, open_cache
-from scouter.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, find_idx_pair, read_idx
+from scouter.data.idx import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_ROOT,
+    check_idx_labels,
+    find_idx_pair,
+    read_idx,
+)
 from scouter.data.registry import register_dataset
 from scouter.data.sample import Sample, mask_to_box
 
@@ -177,7 +183,11 @@ class CompositesDataset(Dataset):
 
     Attributes:
         class_names, num_classes, targets: as for every reader (targets without rendering).
+        has_regions: always true (every item has its exact mask and box).
     """
+
+    has_regions = True
+    regions_option = None
 
     def __init__(
         self,
@@ -225,7 +235,9 @@ class CompositesDataset(Dataset):
             image_file, label_file = find_idx_pair(
                 fashion_root, "test" if split == "test" else "train", "FashionMNIST"
             )
-            pools.append((read_idx(image_file), read_idx(label_file).astype(np.int64)))
+            fashion_labels = read_idx(label_file)
+            check_idx_labels(fashion_labels, len(FASHION_MNIST_CLASSES), label_file)
+            pools.append((read_idx(image_file), fashion_labels.astype(np.int64)))
             names += FASHION_MNIST_CLASSES
         if objects in ("animal_mnist", "both"):
             images, labels = load_animal_mnist(str(animal_root or animal_mnist_dir()))

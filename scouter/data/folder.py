@@ -33,6 +33,8 @@ def _class_dirs(path: Path) -> list[str]:
 class FolderDataset(ImageFileDataset):
     """Images sorted into one folder per class (see module docstring).
 
+    A class folder without images is an error (it would be a class the model never sees).
+
     Args:
         root: the tree's root.
         split: ``train``/``val``/``test``: the folder ``root/<split>`` when it exists; ``train``
@@ -87,6 +89,12 @@ class FolderDataset(ImageFileDataset):
                 )
             with os.scandir(folder) as entries:
                 files = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS))
+            if not files:
+                raise DatasetLayoutError(
+                    f"class folder '{folder}' has no images ({', '.join(IMAGE_EXTENSIONS)}): a "
+                    f"class without images cannot be learnt or evaluated — add its images, remove "
+                    f"the folder, or list the other classes in classes=[...] (data.dataset_options.classes)"
+                )
             records += [Record(folder / f, label, id=f"{name}/{f}") for f in files]
         super().__init__(
             records,

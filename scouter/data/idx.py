@@ -69,6 +69,22 @@ def _read_idx_cached(path: str, _mtime: int) -> np.ndarray:
     return array
 
 
+def check_idx_labels(labels: np.ndarray, num_classes: int, path: str | Path) -> None:
+    """Refuse labels outside ``0..num_classes-1`` (a damaged or foreign file), naming the first.
+
+    Raises:
+        DatasetLayoutError: naming the file, the first bad index and value, and the count.
+    """
+    bad = np.flatnonzero(labels >= num_classes)
+    if bad.size:
+        first = int(bad[0])
+        raise DatasetLayoutError(
+            f"IDX label file '{path}' has {bad.size} label(s) outside 0..{num_classes - 1}, the "
+            f"first at index {first} (value {int(labels[first])}) — the file is damaged or not "
+            f"from this dataset ({num_classes} classes); re-extract the official file"
+        )
+
+
 def find_idx_pair(root: Path, split: str, torchvision_name: str) -> tuple[Path, Path]:
     """Locate ``(images, labels)`` IDX files of a split (see module docstring for the places)."""
     prefix = _PREFIX[split]
@@ -99,9 +115,12 @@ class IdxDataset(Dataset):
         class_names, num_classes, targets: as for every reader.
         images: ``(N, 28, 28)`` uint8 (read-only view of the file).
         normalization: ``(mean, std)`` of the reference for one channel.
+        has_regions: ``object_masks`` (items have a mask and a box).
     """
 
     normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.1307,), (0.3081,))
+    #: The option that adds masks and boxes (``has_regions``), for the precision metric.
+    regions_option = "object_masks: true"
 
     def __init__(
         self,
@@ -125,6 +144,7 @@ class IdxDataset(Dataset):
             raise DatasetLayoutError(
                 f"'{image_path}' {images.shape} and '{label_path}' {labels.shape} do not match: expected (N, H, W) images and (N,) labels"
             )
+        check_idx_labels(labels, len(class_names), label_path)
         if num_classes is not None:
             class_names = select_classes(
                 class_names, num_classes, f"{torchvision_name} at '{root}'"
@@ -136,6 +156,10 @@ class IdxDataset(Dataset):
         self.images, self.targets, self._index = images, labels[keep].astype(np.int64), keep
         self.object_masks, self.mask_threshold = object_masks, mask_threshold
         self.stats = {"missing": 0, "corrupt": 0, "boxes_clipped": 0, "boxes_dropped": 0}
+
+    @property
+    def has_regions(self) -> bool:
+        return bool(self.object_masks)
 
     def __len__(self) -> int:
         return len(self._index)

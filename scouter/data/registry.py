@@ -15,7 +15,9 @@ def register_dataset(*names: str) -> Callable[[Callable[..., Dataset]], Callable
     """Register a reader under one or more names.
 
     The reader is called as ``reader(root, split, **options)`` and returns a Dataset of
-    :class:`~scouter.data.sample.Sample` with ``class_names``, ``num_classes`` and ``targets``.
+    :class:`~scouter.data.sample.Sample` with ``class_names``, ``num_classes`` and ``targets``
+    (and, for ``evaluate.py``'s precision metric, ``has_regions``: whether items carry boxes or
+    masks, and ``regions_option``: the reader option that adds them, or None).
     """
 
     def wrap(reader: Callable[..., Dataset]) -> Callable[..., Dataset]:

@@ -202,6 +202,9 @@ class _RiseAUC(Metric):
             step=self.step,
             batch_size=self.batch_size,
         )
+        # A map with NaN has no pixel order: its curve is undefined, not a score.
+        undefined = ~torch.isfinite(maps).flatten(1).all(dim=1)
+        curves = curves.masked_fill(undefined[:, None], float("nan"))
         self.curve_list.append(curves)
         self.aucs.append(curve_auc(curves))
 

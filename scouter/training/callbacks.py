@@ -11,6 +11,8 @@ import pytorch_lightning as pl
 from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from scouter.training import folder_lock
+
 RUN_TAGS = ("{run}", "{variant}", "{lambda}", "{slots}")
 
 
@@ -59,6 +61,11 @@ class ScouterCheckpoint(ModelCheckpoint):
     (Lightning's own save goes through a temporary file in the system temp folder and falls back
     to a non-atomic copy when that is another file system).
 
+    ``fit`` takes the folder's lock file (:mod:`scouter.training.folder_lock`; global rank 0 only)
+    before anything is saved and removes it when the run ends: a second run into the same folder
+    fails naming the process that holds it instead of overwriting its checkpoints; a lock left by
+    a killed run is taken over, so ``--ckpt_path last`` resumes.
+
     Args:
         dirpath: folder of the checkpoints, e.g. ``checkpoints/fashion_mnist/{run}``.
         filename: e.g. ``{run}-epoch{epoch:03d}-step{step:06d}`` (the default).
@@ -87,6 +94,7 @@ class ScouterCheckpoint(ModelCheckpoint):
             **kwargs,
         )
         self._tags_filled = False
+        self._lock: str | None = None
 
     def fill_tags(self, module: pl.LightningModule) -> None:
         """Resolve the run placeholders of ``dirpath`` and ``filename`` from ``module``."""
@@ -101,6 +109,34 @@ class ScouterCheckpoint(ModelCheckpoint):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.fill_tags(pl_module)
         super().setup(trainer, pl_module, stage)
+        if stage == "fit" and self.dirpath is not None and _is_local_file_protocol(self.dirpath):
+            self._take_lock(trainer)
+
+    def _take_lock(self, trainer: pl.Trainer) -> None:
+        """Rank 0 locks the folder; every rank raises its refusal (none waits in a collective)."""
+        refusal = None
+        if trainer.is_global_zero and self._lock is None:
+            try:
+                self._lock = folder_lock.acquire(self.dirpath)
+            except (folder_lock.CheckpointFolderLockedError, OSError) as error:
+                refusal = str(error)  # e.g. a folder that cannot be created: every rank stops
+        refusal = trainer.strategy.broadcast(refusal)
+        if refusal is not None:
+            raise folder_lock.CheckpointFolderLockedError(refusal)
+
+    def _drop_lock(self) -> None:
+        folder_lock.release(self._lock)
+        self._lock = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        self._drop_lock()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        self._drop_lock()
 
     # Lightning >= 2.5 refreshes last.ckpt only when a top-k file was written at the same step, so
     # an epoch whose val/acc did not improve left last.ckpt behind and `--ckpt_path last` resumed

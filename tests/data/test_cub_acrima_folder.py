@@ -131,3 +131,21 @@ def test_context_split_equals_sklearn_train_test_split(tmp_path):
     assert [r.id for r in create_dataset("context", tmp_path, "test").records] == expected_test
     assert train.class_names == ["Bakery", "Bar", "Cafe"]
     assert all(train.class_names[r.label] == r.id.split("_")[0] for r in train.records)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_folder_empty_class_folder_is_an_error_naming_it(folder_root, tmp_path, split):
+    root = folder_root
+    if split == "test":  # root/{train,test}/<class>: the test split has no image of one class
+        root = tmp_path / "split"
+        for name in ("cat", "dog"):
+            write_image(root / "train" / name / "a.png", 12, 10)
+        write_image(root / "test" / "cat" / "a.png", 12, 10)
+        empty = root / "test" / "dog"
+        empty.mkdir()
+    else:
+        empty = root / "bird"
+        empty.mkdir()
+        (empty / "notes.txt").write_text("not an image")
+    with pytest.raises(DatasetLayoutError, match=rf"class folder '{empty}' has no images"):
+        create_dataset("folder", root, split)

@@ -75,3 +75,17 @@ def test_fashion_mnist_default_root_is_the_debian_package():
     test = create_dataset("fashion_mnist", split="test")
     assert len(test) == 10_000 and test.class_names[9] == "Ankle boot"
     assert np.bincount(test.targets).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "composites"])
+def test_idx_label_out_of_range_is_an_error_naming_file_index_and_value(mnist_root, dataset):
+    images, labels = idx_images(20, seed=20)
+    labels[13] = 12  # Fashion-MNIST and MNIST have 10 classes
+    write_idx(mnist_root / "t10k-labels-idx1-ubyte", labels, compress=False)
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"t10k-labels-idx1-ubyte' has 1 label\(s\) outside 0..9, the first at index 13 "
+        r"\(value 12\)",
+    ):
+        options = {"num_samples": 4, "cache": False} if dataset == "composites" else {}
+        create_dataset(dataset, mnist_root, "test", **options)

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from scouter.export import file_sha256, write_per_image_csv, write_results_json
+from scouter.export import (
+    ResultsMismatchError,
+    file_sha256,
+    read_results,
+    results_io,
+    write_per_image_csv,
+    write_results,
+    write_results_json,
+)
 
 
 def test_results_json_converts_tensors_and_writes_nan_as_null(tmp_path):
@@ -73,3 +81,62 @@ def test_file_sha256(tmp_path):
     path = tmp_path / "model.ckpt"
     path.write_bytes(b"weights" * 1000)
     assert file_sha256(path, chunk_size=100) == hashlib.sha256(b"weights" * 1000).hexdigest()
+
+
+def _pair(folder):
+    return {name: (folder / name).read_bytes() for name in ("results.json", "per_image.csv")}
+
+
+def test_failed_second_write_keeps_the_old_pair_and_leaves_no_temporary_files(
+    tmp_path, monkeypatch
+):
+    write_results(tmp_path, {"run": "old"}, [{"id": "a", "area": 0.5}])
+    before = _pair(tmp_path)
+    stage = results_io.stage_file
+    calls = []
+
+    def fail_second(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return stage(path, data)
+
+    monkeypatch.setattr(results_io, "stage_file", fail_second)
+    with pytest.raises(OSError, match="No space left"):
+        write_results(tmp_path, {"run": "new"}, [{"id": "b", "area": 0.1}])
+    assert [p.name for p in calls] == ["results.json", "per_image.csv"]
+    assert _pair(tmp_path) == before
+    assert sorted(os.listdir(tmp_path)) == ["per_image.csv", "results.json"]
+    results, rows = read_results(tmp_path)
+    assert results["run"] == "old" and rows == [{"id": "a", "area": "0.5"}]
+
+
+def test_a_kill_between_the_two_renames_is_rolled_forward_at_the_next_start(tmp_path, monkeypatch):
+    write_results(tmp_path, {"run": "old"}, [{"id": "a", "area": 0.5}])
+    replace = os.replace
+
+    def killed_at_the_csv(src, dst):
+        if str(dst).endswith("per_image.csv"):
+            raise KeyboardInterrupt  # stands for SIGKILL: nothing after this runs
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_csv)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(tmp_path, {"run": "new"}, [{"id": "b", "area": 0.1}])
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "results.json").read_text())["run"] == "new"  # mid-commit
+    results, rows = read_results(tmp_path)  # a start recovers: the committed pair, complete
+    assert results["run"] == "new" and rows == [{"id": "b", "area": "0.1"}]
+    assert sorted(os.listdir(tmp_path)) == ["per_image.csv", "results.json"]
+
+
+def test_a_pair_from_two_runs_is_reported_on_read(tmp_path):
+    write_results(tmp_path, {"run": "a"}, [{"id": "a"}])
+    old_csv = (tmp_path / "per_image.csv").read_bytes()
+    write_results(tmp_path, {"run": "b"}, [{"id": "b"}])
+    assert json.loads((tmp_path / "results.json").read_text())["files"]["per_image.csv"] == (
+        hashlib.sha256((tmp_path / "per_image.csv").read_bytes()).hexdigest()
+    )
+    (tmp_path / "per_image.csv").write_bytes(old_csv)
+    with pytest.raises(ResultsMismatchError, match="per_image.csv' is not the per-image table"):
+        read_results(tmp_path)

@@ -43,3 +43,13 @@ def test_reference_uint8_mode_matches_original_area_ratio(oracle_dir):
         [data["vis_uint8"][b, target[b]].float().sum() / (9 * 9 * 255) for b in range(2)]
     )
     torch.testing.assert_close(metric.per_image(), expected)
+
+
+def test_nan_maps_give_a_nan_area_not_the_best_value_zero():
+    maps = torch.rand(3, 1, 4, 4)
+    maps[1] = float("nan")  # what a checkpoint of NaN weights explains
+    for mode in ("prepared", "reference", "reference_uint8"):
+        metric = AreaSize(mode=mode)
+        metric.update(maps)
+        values = metric.per_image()
+        assert values[1].isnan() and torch.isfinite(values[[0, 2]]).all(), mode

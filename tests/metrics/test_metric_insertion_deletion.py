@@ -146,3 +146,15 @@ def test_dtype_is_preserved_in_float32(batch):
     metric = InsertionAUC(model)
     metric.update(images.float(), maps.float(), classes)
     assert metric.compute().dtype == torch.float32
+
+
+@pytest.mark.parametrize("metric_type", [InsertionAUC, DeletionAUC])
+def test_a_nan_map_has_an_undefined_curve_not_a_score(metric_type):
+    model = tiny_model()
+    images = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    maps = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    maps[0, 0, 3, 3] = float("nan")
+    metric = metric_type(lambda x: model(x), step=16)
+    metric.update(images, maps, torch.tensor([1, 2]))
+    assert metric.per_image()[0].isnan() and torch.isfinite(metric.per_image()[1])
+    assert metric.curves()[0].isnan().all()

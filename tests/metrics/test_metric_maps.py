@@ -50,3 +50,25 @@ def test_reference_uint8_reproduces_original_visualisation(oracle_dir):
     assert torch.equal(reference_uint8_maps(data["attn_maps"]), data["vis_uint8"])
     expected = data["vis_uint8"].double().sum(dim=(2, 3)) / (9 * 9 * 255)
     torch.testing.assert_close(reference_area(data["attn_maps"].double()), expected)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_maps_prepare_to_nan_never_to_a_valid_map(bad):
+    maps = torch.rand(2, 3, 4, 4)
+    maps[1, 2, 0, 0] = bad  # -inf would become a valid 0 through the ReLU
+    out = prepare_maps(maps, size=(8, 8))
+    assert out[1, 2].isnan().all()
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    mask[1, 2] = False
+    assert torch.isfinite(out[mask]).all()
+    torch.testing.assert_close(out[0], prepare_maps(maps[:1], size=(8, 8))[0])
+
+
+@pytest.mark.parametrize("uint8", [True, False])
+def test_reference_area_of_a_non_finite_image_is_nan(uint8):
+    maps = torch.rand(2, 3, 4, 4)
+    maps[0, 1, 2, 2] = float("nan")
+    areas = reference_area(maps, uint8=uint8)
+    assert areas[0].isnan().all() and torch.isfinite(areas[1]).all()
+    with pytest.raises(ValueError, match="NaN or inf"):
+        reference_uint8_maps(maps)
