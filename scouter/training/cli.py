@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 from lightning_fabric.utilities.cloud_io import get_filesystem
@@ -84,8 +86,33 @@ class ScouterCLI(LightningCLI):
         return kwargs
 
 
+class _DropAdvertisements(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing ..." lines (product advertisements)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_NOISE_FILTER = _DropAdvertisements()
+
+
+def silence_lightning_noise() -> None:
+    """Silence what every run printed and no user can act on (idempotent).
+
+    Lightning's advertisements for its cloud services, and a deprecation warning raised inside
+    Lightning's own code (``_pytree``: ``isinstance(treespec, LeafSpec)``) on recent torch.
+    Every other message and warning stays.
+    """
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _NOISE_FILTER not in logger.filters:
+            logger.addFilter(_NOISE_FILTER)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def main(args: list[str] | None = None) -> ScouterCLI:
     """Run the command line (``args`` instead of ``sys.argv[1:]`` for tests)."""
+    silence_lightning_noise()
     return ScouterCLI(
         ScouterModule,
         ScouterDataModule,

@@ -296,3 +296,31 @@ def test_validate_from_last_without_a_checkpoint_fails_naming_the_folder(tiny_fo
     folder = os.path.realpath(tmp_path / "ckpt" / "scouter_pos-lam1-s1")
     with pytest.raises(ValueError, match=rf"no last.ckpt in {re.escape(folder)}: train first"):
         main(["validate", "--config", str(path), "--ckpt_path", "last"])
+
+
+def test_lightning_advertisements_and_its_internal_deprecation_are_silenced_only():
+    import logging
+    import warnings
+
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    from scouter.training.cli import silence_lightning_noise
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            silence_lightning_noise()
+            silence_lightning_noise()  # idempotent
+            rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
+            rank_zero_info("explanation maps: 8×8 cells at 64 px input")
+            warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", stacklevel=1)
+            warnings.warn("something a user must see", stacklevel=1)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["explanation maps: 8×8 cells at 64 px input"]
+    assert [str(w.message) for w in caught] == ["something a user must see"]
