@@ -244,7 +244,7 @@ def _fail_if_reached(*args, **kwargs):
 @pytest.mark.parametrize("flag", ["out", "export"])
 def test_output_folder_under_a_file_fails_before_any_work(workdir, tmp_path, monkeypatch, flag):
     (tmp_path / "afile").write_text("a file, not a folder")
-    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    monkeypatch.setattr("scouter.evaluation.preparation._load_checkpoint", _fail_if_reached)
     options = _options(workdir, tmp_path, **{flag: tmp_path / "afile" / "sub" / "out"})
     with pytest.raises(
         EvaluationError, match=rf"--{flag} .*afile.* cannot be created: .* is a file"
@@ -257,7 +257,7 @@ def test_output_folder_under_a_file_fails_before_any_work(workdir, tmp_path, mon
 def test_read_only_output_folder_fails_before_any_work(workdir, tmp_path, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    monkeypatch.setattr("scouter.evaluation.preparation._load_checkpoint", _fail_if_reached)
     with pytest.raises(EvaluationError, match=r"--export .*locked.* is not writable"):
         prepare(_options(workdir, tmp_path, export=locked / "report"))
 
@@ -269,8 +269,8 @@ def test_permission_denied_is_reported_as_not_writable_and_left_as_found(
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("scouter.evaluation.tempfile.mkstemp", denied)
-    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    monkeypatch.setattr("scouter.evaluation.preparation.tempfile.mkstemp", denied)
+    monkeypatch.setattr("scouter.evaluation.preparation._load_checkpoint", _fail_if_reached)
     with pytest.raises(EvaluationError, match=r"--out .*new.* is not writable \(Permission denied"):
         prepare(_options(workdir, tmp_path, out=tmp_path / "new" / "out"))
     assert not (tmp_path / "new").exists()

@@ -1,5 +1,5 @@
 """evaluate.py refuses what would look good but mean nothing: NaN weights / logits / maps, precision
-without regions, misspelled model keys (scouter/evaluation_checks.py)."""
+without regions, misspelled model keys (scouter/evaluation/checks.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import torch
 import yaml
 
 from scouter.checkpoints import save_model
-from scouter.evaluation import EvaluationError, EvaluationOptions, _section, main, prepare, run
-from scouter.evaluation_checks import TRAINING_ONLY_KEYS, check_model_section
+from scouter.evaluation import EvaluationError, EvaluationOptions, main, prepare, run
+from scouter.evaluation.checks import TRAINING_ONLY_KEYS, check_model_section
+from scouter.evaluation.preparation import _section
 from scouter.models.classifier import ModelConfig, build_classifier
 from tests.data.conftest import idx_images, write_idx
 
@@ -152,7 +153,7 @@ def test_default_metrics_leave_precision_out_without_regions_and_say_so(workdir,
 def test_explicit_precision_without_regions_fails_before_the_checkpoint_is_read(
     workdir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    monkeypatch.setattr("scouter.evaluation.preparation._load_checkpoint", _fail_if_reached)
     with pytest.raises(
         EvaluationError,
         match=r"metric 'precision' needs boxes or masks, but dataset 'fashion_mnist' .* has "
@@ -171,7 +172,7 @@ def test_with_object_masks_precision_is_a_default_metric_again(workdir, tmp_path
 
 def test_misspelled_model_key_with_a_bare_state_dict_is_an_error(workdir, tmp_path, monkeypatch):
     config = {"model": {**MODEL, "attention_nrom": "abs"}, "data": _data(workdir / "fashion")}
-    monkeypatch.setattr("scouter.evaluation._load_checkpoint", _fail_if_reached)
+    monkeypatch.setattr("scouter.evaluation.preparation._load_checkpoint", _fail_if_reached)
     with pytest.raises(
         EvaluationError,
         match=r"unknown key\(s\) in the config's model section: 'attention_nrom' \(did you mean "

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from scouter.evaluation.options import EvaluationError
+
 log = logging.getLogger("scouter.evaluation")
 
 #: ``model:`` keys of a training config that only ScouterModule reads (the loss, the optimiser,
@@ -45,8 +47,6 @@ TRAINING_ONLY_KEYS = (
 
 
 def _error(message: str) -> Exception:
-    from scouter.evaluation import EvaluationError
-
     return EvaluationError(message)
 
 

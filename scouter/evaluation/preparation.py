@@ -1,0 +1,340 @@
+"""Loading and checking everything before the first image is explained: :func:`prepare` (output
+folders, names, config, checkpoint, dataset split, explainers, explained-class mode)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from scouter.evaluation.checks import (
+    check_finite_weights,
+    check_model_section,
+    metrics_for_dataset,
+)
+from scouter.evaluation.options import (
+    DEFAULT_METRICS,
+    EXPLAINED_CLASS_MODES,
+    METRICS,
+    SPLITS,
+    EvaluationError,
+    EvaluationOptions,
+    PreparedEvaluation,
+)
+
+
+def _check_output_dir(path: str | Path | None, flag: str) -> Path | None:
+    """The folder, once it is known to be creatable and writable (tested, then left as found)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EvaluationError(
+            f"{flag} {str(path)!r} is a file, not a directory: choose a folder path (it is "
+            "created if missing)"
+        )
+    missing = []  # the folders a test write creates, deepest first, removed afterwards
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EvaluationError(
+            f"{flag} {str(path)!r} cannot be created: {str(existing)!r} is a file, not a folder; "
+            "choose a folder path"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".evaluate-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise EvaluationError(
+            f"{flag} {str(path)!r} is not writable ({error.strerror or error}): choose a folder "
+            "you can write to, or fix its permissions; nothing was evaluated"
+        ) from None
+    finally:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return path
+
+
+def _load_config(config: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    if isinstance(config, dict):
+        return dict(config), None
+    path = Path(config)
+    if not path.is_file():
+        raise EvaluationError(f"config {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise EvaluationError(f"config {str(path)!r} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise EvaluationError(f"config {str(path)!r} must be a mapping with a 'data:' section")
+    return data, str(path)
+
+
+def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A LightningCLI section, plain (``data: {...}``) or ``class_path``/``init_args`` form."""
+    section = config.get(name) or {}
+    if not isinstance(section, dict):
+        raise EvaluationError(f"the config's {name!r} section must be a mapping")
+    if "init_args" in section:
+        section = section.get("init_args") or {}
+    return dict(section)
+
+
+def _parse_names(names: Sequence[str] | str | None) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = [names]
+    parsed = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
+    return list(dict.fromkeys(parsed))
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise EvaluationError(f"invalid device {device!r}: {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def _load_checkpoint(path: Path, model_section: dict[str, Any], num_classes: int) -> nn.Module:
+    from scouter.checkpoints import CheckpointError, load_model
+    from scouter.models.classifier import ModelConfig
+
+    try:
+        return load_model(path)
+    except CheckpointError as error:
+        # Bare state_dicts (and original files without `args`) carry no architecture: take it
+        # from the config's model section, as training would have built it.
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        options = {k: v for k, v in model_section.items() if k in fields}
+        if not options:
+            raise EvaluationError(f"cannot load the checkpoint: {error}") from None
+        options.setdefault("num_classes", num_classes)
+        try:
+            return load_model(path, **options)
+        except CheckpointError as second:
+            raise EvaluationError(f"cannot load the checkpoint: {second}") from None
+
+
+def _least_similar_by_model(model: nn.Module) -> Tensor:
+    from scouter.metrics import cosine_similarity_matrix, least_similar_classes
+
+    head = model.head
+    if hasattr(head, "initial_slots"):
+        # Class-major slots (docs/method.md#slots): a class's vector is its s slots concatenated.
+        weights = head.initial_slots.detach()[0].reshape(model.num_classes, -1)
+    elif hasattr(head, "fc"):
+        weights = head.fc.weight.detach()
+    else:
+        raise EvaluationError("explained_class='least_similar' needs an xslot or FC head")
+    return least_similar_classes(cosine_similarity_matrix(weights.float().cpu()))
+
+
+def _least_similar_by_wordnet(dataset: Any) -> Tensor:
+    from scouter.metrics import least_similar_classes, wordnet_similarity_matrix
+
+    wnids = getattr(dataset, "wnids", None) or getattr(
+        getattr(dataset, "dataset", None), "wnids", None
+    )
+    if not wnids:
+        raise EvaluationError(
+            "explained_class='wordnet' needs a dataset with WordNet ids (ImageNet); use "
+            "'least_similar' (the model's class slots) for other datasets"
+        )
+    return least_similar_classes(wordnet_similarity_matrix(list(wnids)))
+
+
+def _split_dataset(datamodule: Any, split: str) -> Any:
+    from scouter.data.transforms import TransformedDataset
+
+    datamodule.setup()
+    if split == "test":
+        return datamodule.test_set
+    if split == "val":
+        return datamodule.val_set
+    # The training images through the evaluation transform (no augmentation).
+    train = datamodule.train_set
+    return TransformedDataset(train.dataset, datamodule.val_set.transform, train.indices)
+
+
+def prepare(options: EvaluationOptions) -> PreparedEvaluation:
+    """Validate every input and build model, data and explainers, before any evaluation work.
+
+    Raises:
+        EvaluationError: with the fix in the message, for unknown explainer or metric names or
+            bad explainer settings, an output path that is a file or not writable, ``limit`` or
+            ``num_images`` below 1, a missing config, a missing checkpoint or a folder given as
+            one, a checkpoint whose class count differs from the dataset's, or an explainer the
+            model cannot use; an unknown key in the config's ``model:`` section, a checkpoint
+            with NaN/inf weights, ``precision`` asked for on a dataset without boxes or masks
+            (by default it is left out there, with a note in ``notes``;
+            :mod:`scouter.evaluation.checks`).
+    """
+    out = _check_output_dir(options.out, "--out")
+    export = _check_output_dir(options.export, "--export")
+    if out is None and export is None:
+        raise EvaluationError("nothing to write: pass --out DIR and/or --export DIR")
+    if out is not None and out.is_dir():
+        from scouter.export import recover_results_folder
+
+        recover_results_folder(out)  # finish or discard a results write a kill interrupted
+
+    explicit_metrics = _parse_names(options.metrics)
+    metrics = explicit_metrics or list(DEFAULT_METRICS)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise EvaluationError(f"unknown metric(s) {unknown}; valid names: {', '.join(METRICS)}")
+    explainer_names = _parse_names(options.explainers)
+    explainers = _build_explainers(explainer_names, options.explainer_settings)
+    if options.split not in SPLITS:
+        raise EvaluationError(f"split must be one of {SPLITS}, got {options.split!r}")
+    if options.limit is not None and int(options.limit) < 1:
+        raise EvaluationError(f"limit (--limit) must be >= 1, got {options.limit}")
+    if int(options.num_images) < 1:
+        raise EvaluationError(
+            f"num_images (--num-images, the images shown in the export) must be >= 1, got "
+            f"{options.num_images}"
+        )
+    if isinstance(options.explained_class, str) and options.explained_class not in (
+        EXPLAINED_CLASS_MODES
+    ):
+        raise EvaluationError(
+            f"explained_class must be one of {EXPLAINED_CLASS_MODES} or a class index, "
+            f"got {options.explained_class!r}"
+        )
+    device = _resolve_device(options.device)
+
+    config, config_path = _load_config(options.config)
+    data_section = _section(config, "data")
+    if not data_section.get("dataset"):
+        raise EvaluationError(
+            "the config has no data.dataset: evaluate.py reads the training config's 'data:' "
+            "section (dataset, root, image_size, dataset_options, normalisation)"
+        )
+    model_section = _section(config, "model")
+    check_model_section(model_section)
+    from scouter.checkpoints import require_checkpoint_file
+
+    checkpoint = Path(options.checkpoint)
+    try:
+        require_checkpoint_file(checkpoint)
+    except OSError as error:  # missing, or a folder (its checkpoint files are listed)
+        raise EvaluationError(str(error)) from None
+
+    from scouter.data import ScouterDataModule
+
+    data_args = dict(data_section)
+    if options.batch_size is not None:
+        data_args["batch_size"] = int(options.batch_size)
+    if options.num_workers is not None:
+        data_args["num_workers"] = int(options.num_workers)
+    try:
+        datamodule = ScouterDataModule(**data_args)
+        num_classes = datamodule.num_classes
+    except TypeError as error:
+        raise EvaluationError(f"the config's data section is invalid: {error}") from None
+    dataset = _split_dataset(datamodule, options.split)
+    metrics, note = metrics_for_dataset(
+        metrics, bool(explicit_metrics), dataset, data_section["dataset"]
+    )
+
+    model = _load_checkpoint(checkpoint, model_section, num_classes)
+    if model.num_classes != num_classes:
+        raise EvaluationError(
+            f"the checkpoint predicts {model.num_classes} classes but dataset "
+            f"{data_section['dataset']!r} (as configured) has {num_classes}: evaluate it with the "
+            "config it was trained with (e.g. data.dataset_options.num_classes)"
+        )
+    check_finite_weights(model, checkpoint)
+    model = model.to(device).eval()
+
+    if explainers is None:
+        explainers = _build_explainers(
+            ["slot"] if model.is_scouter else ["gradcam"], options.explainer_settings
+        )
+    for explainer in explainers.values():
+        if explainer.name == "slot" and not model.is_scouter:
+            raise EvaluationError(
+                "explainer 'slot' needs a SCOUTER checkpoint; this is an FC model: use a post-hoc "
+                "explainer such as 'gradcam' or 'cam'"
+            )
+        if explainer.name == "cam" and model.is_scouter:
+            raise EvaluationError(
+                "explainer 'cam' needs an FC head; for SCOUTER models use 'gradcam' (or 'slot')"
+            )
+
+    mode = options.explained_class
+    least_similar = None
+    if mode == "auto":
+        mode = "least_similar" if model.is_scouter and model.config.sign < 0 else "target"
+    if mode == "least_similar":
+        least_similar = _least_similar_by_model(model)
+    elif mode == "wordnet":
+        least_similar = _least_similar_by_wordnet(dataset)
+    elif not isinstance(mode, str):
+        if not 0 <= int(mode) < num_classes:
+            raise EvaluationError(f"explained class {mode} is outside [0, {num_classes})")
+    return PreparedEvaluation(
+        options=options,
+        config=config,
+        config_path=config_path,
+        model=model,
+        datamodule=datamodule,
+        dataset=dataset,
+        explainers=explainers,
+        metrics=metrics,
+        device=device,
+        explained_class=mode,
+        least_similar=least_similar,
+        notes=[note] if note else [],
+    )
+
+
+def _build_explainers(
+    names: list[str] | None, settings: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Explainers by canonical name; unknown names and settings fail here, before any work."""
+    from scouter.explain import get_explainer
+
+    if names is None:
+        return None
+    explainers: dict[str, Any] = {}
+    used = set()
+    for name in names:
+        own = settings.get(name, {})
+        try:
+            explainer = get_explainer(name, **own)
+        except (TypeError, ValueError) as error:
+            raise EvaluationError(str(error)) from None
+        if explainer.name in explainers:
+            continue
+        if not own and explainer.name in settings:  # settings given under the canonical name
+            explainer = get_explainer(explainer.name, **settings[explainer.name])
+            used.add(explainer.name)
+        used.add(name)
+        explainers[explainer.name] = explainer
+    extra = sorted(set(settings) - used)
+    if extra:
+        raise EvaluationError(
+            f"settings given for explainer(s) {extra} that are not evaluated "
+            f"(evaluated: {', '.join(explainers)})"
+        )
+    return explainers

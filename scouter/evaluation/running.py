@@ -1,0 +1,197 @@
+"""The per-batch loop: :func:`run` (forward, explain, metrics, the results document and its files)
+and :func:`evaluate` (:func:`~scouter.evaluation.prepare`, then :func:`run`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scouter.evaluation.checks import check_finite_outputs
+from scouter.evaluation.explainer_metrics import _ExplainerMetrics
+from scouter.evaluation.options import EvaluationError, EvaluationOptions, PreparedEvaluation
+from scouter.evaluation.outputs import _export, _versions
+from scouter.evaluation.preparation import _section, prepare
+
+
+def _explained_classes(prepared: PreparedEvaluation, labels: Tensor, logits: Tensor) -> Tensor:
+    from scouter.metrics import select_explained_class
+
+    mode = prepared.explained_class
+    if mode in ("least_similar", "wordnet"):
+        return select_explained_class(labels, "least_similar", least_similar=prepared.least_similar)
+    if mode in ("target", "predicted"):
+        return select_explained_class(labels, mode, logits=logits)
+    return select_explained_class(labels, "explicit", explicit=int(mode))
+
+
+def _unnormalise(images: Tensor, dataset: Any) -> Tensor:
+    transform = getattr(dataset, "transform", None)
+    mean = getattr(transform, "mean", None)
+    std = getattr(transform, "std", None)
+    if mean is None or std is None:
+        return images.clamp(0, 1)
+    return (images * std.to(images) + mean.to(images)).clamp(0, 1)
+
+
+def run(prepared: PreparedEvaluation) -> dict[str, Any]:
+    """Evaluate a prepared run and write its files.
+
+    Returns:
+        The results document (also written to ``out/results.json``).
+
+    Raises:
+        EvaluationError: at the first batch whose logits or explanation maps hold NaN or ±inf
+            (naming the batch, its images and the checkpoint); nothing is written then.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
+    from scouter.data.sample import collate_samples
+    from scouter.export import file_sha256, write_results
+    from scouter.metrics import BinaryClassificationReport, ClassificationAccuracy, prepare_maps
+
+    options, model, device = prepared.options, prepared.model, prepared.device
+    dataset = prepared.dataset
+    limit = options.limit
+    if limit is None and options.out is None:
+        limit = options.num_images  # export only: the shown images are the evaluated ones
+    if limit is not None:
+        dataset_view = Subset(dataset, range(min(int(limit), len(dataset))))
+    else:
+        dataset_view = dataset
+    datamodule = prepared.datamodule
+    loader = DataLoader(
+        dataset_view,
+        batch_size=datamodule.batch_size,
+        shuffle=False,
+        num_workers=datamodule.num_workers,
+        collate_fn=collate_samples,
+    )
+    num_classes = model.num_classes
+
+    def forward_fn(images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return model(images).logits
+
+    want_accuracy = "accuracy" in prepared.metrics
+    accuracy = ClassificationAccuracy(num_classes).to(device) if want_accuracy else None
+    binary = BinaryClassificationReport().to(device) if want_accuracy and num_classes == 2 else None
+    explanation_metrics = [m for m in prepared.metrics if m != "accuracy"]
+    per_explainer: dict[str, _ExplainerMetrics] = {}
+    rows: list[dict[str, Any]] = []
+    shown: dict[str, Any] = {"images": [], "maps": {n: [] for n in prepared.explainers}}
+    class_names = list(getattr(dataset, "class_names", [])) or [str(k) for k in range(num_classes)]
+
+    started = time.perf_counter()
+    progress = tqdm(
+        total=len(dataset_view), desc="evaluate", unit="img", disable=not options.progress
+    )
+    for batch_index, batch in enumerate(loader):
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        if "mask" in batch:
+            batch["mask"] = batch["mask"].to(device)
+        logits = forward_fn(images)
+        check_finite_outputs("logits", logits, batch_index, batch["id"], options.checkpoint)
+        predictions = logits.argmax(dim=1)
+        if accuracy is not None:
+            accuracy.update(logits, labels)
+            if binary is not None:
+                binary.update(logits, labels)
+        classes = _explained_classes(prepared, labels, logits)
+        for name, explainer in prepared.explainers.items():
+            if name not in per_explainer:
+                per_explainer[name] = _ExplainerMetrics(
+                    explanation_metrics, explainer, model, forward_fn,
+                    tuple(images.shape[-2:]), options, device,
+                )  # fmt: skip
+            maps = per_explainer[name].update(batch, images, classes, batch_index)
+            if options.export is not None and len(shown["images"]) < options.num_images:
+                take = options.num_images - len(shown["images"])
+                shown["maps"][name].append(prepare_maps(maps[:take], tuple(images.shape[-2:])))
+        if options.export is not None and len(shown["images"]) < options.num_images:
+            take = options.num_images - len(shown["images"])
+            shown["images"].extend(_unnormalise(images[:take], dataset).cpu())
+        for i, image_id in enumerate(batch["id"]):
+            rows.append(
+                {
+                    "id": image_id,
+                    "label": int(labels[i]),
+                    "explained_class": int(classes[i]),
+                    "prediction": int(predictions[i]),
+                }
+            )
+        progress.update(len(images))
+    progress.close()
+    elapsed = time.perf_counter() - started
+    if not rows:
+        raise EvaluationError(f"the {options.split!r} split has no images")
+
+    metrics_doc: dict[str, Any] = {}
+    if accuracy is not None:
+        values = {k: float(v) for k, v in accuracy.compute().items()}
+        metrics_doc["accuracy"] = {
+            "value": values["top1"],
+            "macro": values["macro"],
+            "higher_is_better": True,
+            "nan_count": 0,
+            "settings": {"top1": "over all images", "macro": "mean of per-class accuracies"},
+        }
+        if binary is not None:
+            metrics_doc["binary"] = {
+                "value": {k: float(v) for k, v in binary.compute().items()},
+                "higher_is_better": True,
+                "nan_count": 0,
+                "settings": {"positive_class": 1, "threshold": 0.5},
+            }
+    explanations_doc: dict[str, Any] = {}
+    for name, tracker in per_explainer.items():
+        summary, per_image = tracker.results()
+        explanations_doc[name] = {"settings": tracker.explainer.settings, "metrics": summary}
+        for metric, values in per_image.items():
+            for row, value in zip(rows, values.tolist(), strict=True):
+                row[f"{name}/{metric}"] = value
+
+    checkpoint = Path(options.checkpoint)
+    data_section = _section(prepared.config, "data")
+    results = {
+        "config": prepared.config,
+        "config_path": prepared.config_path,
+        "checkpoint": {
+            "path": str(checkpoint),
+            "sha256": file_sha256(checkpoint),
+            "model_config": model.config.to_dict(),
+        },
+        "dataset": {
+            "name": data_section.get("dataset"),
+            "root": data_section.get("root"),
+            "options": data_section.get("dataset_options") or {},
+            "split": options.split,
+            "class_names": class_names,
+        },
+        "num_images": len(rows),
+        "explained_class": prepared.explained_class,
+        "metrics": metrics_doc,
+        "explanations": explanations_doc,
+        "evaluation": {
+            "limit": options.limit,
+            "seed": options.seed,
+            "device": str(device),
+            "seconds": round(elapsed, 3),
+            "versions": _versions(),
+        },
+    }
+    if options.out is not None:
+        write_results(options.out, results, rows)  # both files or neither (results_io)
+    if options.export is not None:
+        _export(prepared, results, rows, shown, class_names)
+    return results
+
+
+def evaluate(options: EvaluationOptions) -> dict[str, Any]:
+    """Validate (:func:`prepare`), then evaluate and write the files (:func:`run`)."""
+    return run(prepare(options))
