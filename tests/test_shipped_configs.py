@@ -88,6 +88,21 @@ def test_fashion_mnist_configs_train(model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = REPO / "configs" / "fashion_mnist" / f"{model}.yaml"
     _check_checkpoint(_fit_two_steps(config, []), config)
+    if model == "scouter_pos":  # the demo's checkpoint: the README's Explain example runs on it
+        (tmp_path / "configs").symlink_to(REPO / "configs")
+        code = _readme_block("## Explain", "python")
+        namespace: dict = {}
+        exec(compile(code, "README.md (Explain)", "exec"), namespace)  # noqa: S102
+        assert namespace["explanation"].maps.shape == (8, 1, 8, 8)
+        assert namespace["images"].shape[0] == 8 and namespace["images"].shape[-2:] == (64, 64)
+
+
+def _readme_block(section: str, language: str) -> str:
+    """The first ```language block after the heading ``section`` in README.md."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index(f"\n{section}\n") :]
+    start = after.index(f"```{language}\n") + len(f"```{language}\n")
+    return after[start : after.index("```", start)]
 
 
 @pytest.mark.slow
