@@ -118,6 +118,40 @@ VARIANTS.update(
             merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "slots_per_class": 2}}),
             "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3, 2 slots per class",
         ),
+        "pos_recipe_hd256": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "hidden_dim": 256}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3, hidden dim 256 (not 64)",
+        ),
+        "pos_recipe_hd128": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "hidden_dim": 128}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3, hidden dim 128 (not 64)",
+        ),
+        "pos_recipe_hd512": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "hidden_dim": 512}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 1e-3, λ 3, hidden dim 512 (not 64)",
+        ),
+        "pos_recipe_hd256_lr2e3": (
+            "scouter_pos",
+            merge(
+                WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "hidden_dim": 256, "lr": 2e-3}}
+            ),
+            "+ grid 8×8, FC warm-up, no norm, head lr 2e-3, λ 3, hidden dim 256",
+        ),
+        "pos_recipe_hd256_lr5e4": (
+            "scouter_pos",
+            merge(
+                WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "hidden_dim": 256, "lr": 5e-4}}
+            ),
+            "+ grid 8×8, FC warm-up, no norm, head lr 5e-4, λ 3, hidden dim 256",
+        ),
+        "pos_recipe_headlr3e3": (
+            "scouter_pos",
+            merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "lr": 3e-3}}),
+            "+ grid 8×8, FC warm-up, no norm, head lr 3e-3, λ 3",
+        ),
         "pos_recipe_os32": (
             "scouter_pos",
             merge(WARM, HEAD_LR, {"model": {"attention_norm": "none"}}),

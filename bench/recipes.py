@@ -260,16 +260,22 @@ class Run:
         self.timing = self.dir / "fit.seconds"
 
     def train(self) -> None:
-        if self.timing.is_file():
-            return
         base = yaml.safe_load((REPO / "configs" / self.dataset / f"{self.model}.yaml").read_text())
         config = run_config(
             base, self.dataset, self.seed, self.args.profile, self.dir, self.args.device
         )
-        for stale in ("checkpoints", "runs"):  # a run killed mid-way starts again cleanly
+        text = yaml.safe_dump(config, sort_keys=False)
+        if self.timing.is_file():
+            if self.config.is_file() and self.config.read_text() == text:
+                return
+            # The shipped config changed since this run: its model and results are stale.
+            print(f"{self.dir}: config changed, training again", flush=True)
+            self.timing.unlink()
+        # A run killed mid-way, or a stale one, starts again cleanly.
+        for stale in ("checkpoints", "runs", "results"):
             subprocess.run(["rm", "-rf", str(self.dir / stale)], check=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.config.write_text(text)
         start = time.perf_counter()
         call(
             [sys.executable, "train.py", "fit", "--config", str(self.config)], self.dir / "fit.log"
@@ -360,7 +366,15 @@ def protocol_text(args: argparse.Namespace) -> str:
         f"test images, area and precision on the first {limits['map_limit']}, insertion and "
         f"deletion on the first {limits['curve_limit']}. Command: `python bench/recipes.py "
         f"--profile {args.profile} --datasets {','.join(args.datasets)} --seeds "
-        f"{','.join(map(str, args.seeds))} --device {args.device}`."
+        f"{','.join(map(str, args.seeds))} --device {args.device}"
+        f"{'' if sorted(args.models) == sorted(MODELS) else ' --models ' + ','.join(args.models)}`."
+        + (
+            " Rows kept from the previous results.json (not rerun by this command): "
+            + ", ".join(f"{d} {m}" for d, m in getattr(args, "kept", []))
+            + "."
+            if getattr(args, "kept", [])
+            else ""
+        )
     )
 
 
@@ -386,6 +400,7 @@ def main() -> None:
     args.out = args.out.resolve()
     args.datasets = args.datasets.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.models = args.models.split(",")
     if args.jobs > 1:
         import os
 
@@ -394,7 +409,7 @@ def main() -> None:
         Run(dataset, model, seed, args)
         for seed in args.seeds
         for dataset in args.datasets
-        for model in args.models.split(",")
+        for model in args.models
     ]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(Run.train, runs))
@@ -404,10 +419,20 @@ def main() -> None:
     def evaluate(run: Run) -> list[dict]:
         return run.rows(explainers[run.dataset] if run.model == "fc" else list(SCOUTER_EXPLAINERS))
 
+    # Rows of (dataset, model) pairs not run this time are kept from the previous results.json,
+    # so that one recipe can be re-measured without retraining the others; the table says which.
+    ran = {(run.dataset, run.model) for run in runs}
+    previous = args.out / "results.json"
+    kept = [
+        row
+        for row in (json.loads(previous.read_text()) if previous.is_file() else [])
+        if (row["dataset"], row["model"]) not in ran
+    ]
+    args.kept = sorted({(row["dataset"], row["model"]) for row in kept})
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for result in pool.map(evaluate, runs):
             rows += result
-            write_outputs(rows, args)
+            write_outputs(kept + rows, args)
     print((args.out / "results.md").read_text())
 
 

@@ -98,13 +98,33 @@ def test_run_config_sets_seed_profile_and_own_folders(tmp_path):
     assert config["data"]["dataset_options"]["object_masks"] is True
 
 
-def test_a_finished_run_is_not_trained_again(tmp_path):
+def _finished_run(tmp_path, monkeypatch) -> tuple[recipes.Run, list]:
+    """A run trained once (train.py replaced by a stub that records its calls)."""
+    calls: list = []
+    monkeypatch.setattr(recipes, "call", lambda cmd, log: calls.append(cmd))
     args = type("Args", (), {"out": tmp_path, "profile": "cpu", "device": "cpu"})()
     run = recipes.Run("composites", "fc", 0, args)
-    run.dir.mkdir(parents=True)
-    run.timing.write_text("12.5\n")
-    run.train()  # would start train.py (and fail: no config) if it did not reuse the run
-    assert not run.config.exists()
+    run.train()
+    assert len(calls) == 1 and run.timing.is_file()
+    (run.dir / "results" / "maps").mkdir(parents=True)
+    return run, calls
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path, monkeypatch):
+    run, calls = _finished_run(tmp_path, monkeypatch)
+    run.train()
+    assert len(calls) == 1 and (run.dir / "results" / "maps").is_dir()
+
+
+def test_a_run_whose_shipped_config_changed_is_trained_again(tmp_path, monkeypatch):
+    run, calls = _finished_run(tmp_path, monkeypatch)
+    config = yaml.safe_load(run.config.read_text())
+    config["model"]["lr"] = 7.0  # what the run was trained with differs from the configs
+    run.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    run.train()
+    assert len(calls) == 2
+    assert not (run.dir / "results").exists()  # its old evaluations are gone with it
+    assert yaml.safe_load(run.config.read_text())["model"]["lr"] != 7.0
 
 
 @pytest.mark.slow
