@@ -135,19 +135,20 @@ class LimeExplainer(PixelExplainer):
             kernel_width=self.kernel_width, alpha=self.alpha, seed=self.seed,
         )  # fmt: skip
 
-    def superpixels(self, image: Tensor) -> Tensor:
-        """``(H, W)`` labels of one ``(C, H, W)`` image's interpretable features."""
+    def superpixels(self, image: Tensor) -> tuple[Tensor, bool]:
+        """``(H, W)`` labels of one ``(C, H, W)`` image's interpretable features.
+
+        Returns:
+            The labels, and whether SLIC found a single superpixel so that square cells were
+            used instead.
+        """
         height, width = image.shape[-2:]
         if self.segmentation == "slic":
             labels = slic_segments(image, self.segments, self.compactness)
             if int(labels.max()) >= 1:
-                return labels
-            warnings.warn(
-                "SLIC found a single superpixel in this image; LIME uses square cells for it "
-                "(segmentation='grid')",
-                stacklevel=3,
-            )
-        return grid_segments(height, width, self.segments, image.device)
+                return labels, False
+            return grid_segments(height, width, self.segments, image.device), True
+        return grid_segments(height, width, self.segments, image.device), False
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         from captum._utils.models.linear_model import SkLearnRidge
@@ -161,8 +162,10 @@ class LimeExplainer(PixelExplainer):
         maps = []
         # One image at a time: each gets its own superpixels and regression (captum would loop
         # the same way, with a warning).
+        fallbacks = 0
         for image, target in zip(images, targets, strict=True):
-            segments = self.superpixels(image)
+            segments, fell_back = self.superpixels(image)
+            fallbacks += fell_back
             mask = segments.expand(image.shape[0], -1, -1)[None]  # (1, C, H, W), all channels
             # captum samples on/off vectors from the global CPU generator: seed a forked one.
             with torch.random.fork_rng(devices=[]):
@@ -177,4 +180,11 @@ class LimeExplainer(PixelExplainer):
                         perturbations_per_eval=self.batch_size,
                     )  # fmt: skip
                 )
+        if fallbacks:
+            # One warning per call, not per image: noise-like inputs would repeat it endlessly.
+            warnings.warn(
+                f"SLIC found a single superpixel in {fallbacks} of {len(images)} images; LIME "
+                "used square cells for them (as segmentation='grid')",
+                stacklevel=4,
+            )
         return torch.cat(maps)

@@ -162,10 +162,16 @@ def test_lime_falls_back_to_the_grid_where_slic_finds_one_superpixel(fc_model):
     noise = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert int(slic_segments(noise, 16, 10.0).max()) == 0
     explainer = get_explainer("lime", samples=20, segments=16)
-    with pytest.warns(UserWarning, match="single superpixel"):
-        labels = explainer.superpixels(noise)
-    assert torch.equal(labels, grid_segments(32, 32, 16, "cpu"))
-    assert explainer(fc_model, torch.randn(1, 3, 32, 32), target=0).maps.shape == (1, 1, 32, 32)
+    labels, fell_back = explainer.superpixels(noise)
+    assert fell_back and torch.equal(labels, grid_segments(32, 32, 16, "cpu"))
+    photo_labels, photo_fell_back = explainer.superpixels(_photo(32))
+    assert not photo_fell_back and int(photo_labels.max()) >= 1
+    # One warning per call, counting the images that fell back.
+    images = torch.stack([noise, _photo(32), noise.flip(-1)])
+    with pytest.warns(UserWarning, match="single superpixel in 2 of 3 images") as record:
+        maps = explainer(fc_model, images, target=0).maps
+    assert maps.shape == (3, 1, 32, 32)
+    assert sum("superpixel" in str(w.message) for w in record) == 1
 
 
 @pytest.mark.parametrize(
