@@ -114,7 +114,9 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _load_checkpoint(path: Path, model_section: dict[str, Any], num_classes: int) -> nn.Module:
+def _load_checkpoint(
+    path: Path, model_section: dict[str, Any], num_classes: int, in_chans: int = 3
+) -> nn.Module:
     from scouter.checkpoints import CheckpointError, load_model
     from scouter.models.classifier import ModelConfig
 
@@ -128,6 +130,7 @@ def _load_checkpoint(path: Path, model_section: dict[str, Any], num_classes: int
         if not options:
             raise EvaluationError(f"cannot load the checkpoint: {error}") from None
         options.setdefault("num_classes", num_classes)
+        options.setdefault("in_chans", in_chans)  # train.py links it from data.in_chans
         try:
             return load_model(path, **options)
         except CheckpointError as second:
@@ -182,7 +185,9 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         EvaluationError: with the fix in the message, for unknown explainer or metric names or
             bad explainer settings, an output path that is a file or not writable, ``limit`` or
             ``num_images`` below 1, a missing config, a missing checkpoint or a folder given as
-            one, a checkpoint whose class count differs from the dataset's, or an explainer the
+            one, a checkpoint whose class count differs from the dataset's, a model that takes
+            another channel count than ``data.in_chans`` (or, for a fixed-size ViT, another size
+            than ``data.image_size``), or an explainer the
             model cannot use; an unknown key in the config's ``model:`` section, a checkpoint
             with NaN/inf weights, ``precision`` asked for on a dataset without boxes or masks
             (by default it is left out there, with a note in ``notes``;
@@ -256,12 +261,25 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         metrics, bool(explicit_metrics), dataset, data_section["dataset"]
     )
 
-    model = _load_checkpoint(checkpoint, model_section, num_classes)
+    model = _load_checkpoint(checkpoint, model_section, num_classes, datamodule.in_chans)
     if model.num_classes != num_classes:
         raise EvaluationError(
             f"the checkpoint predicts {model.num_classes} classes but dataset "
             f"{data_section['dataset']!r} (as configured) has {num_classes}: evaluate it with the "
             "config it was trained with (e.g. data.dataset_options.num_classes)"
+        )
+    from scouter.models.inputs import channel_mismatch, size_mismatch
+
+    # The data module converts every image to data.in_chans and resizes it to data.image_size,
+    # so these settings decide what the model is fed (a mismatch would otherwise fail as a
+    # tensor-shape error inside the first forward pass).
+    problem = channel_mismatch(model, datamodule.in_chans) or size_mismatch(
+        model, datamodule.image_size
+    )
+    if problem is not None:
+        raise EvaluationError(
+            f"{problem} (checkpoint {str(checkpoint)!r}; evaluate it with the data settings it "
+            "was trained with)"
         )
     check_finite_weights(model, checkpoint)
     model = model.to(device).eval()

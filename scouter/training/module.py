@@ -19,6 +19,13 @@ from scouter.checkpoints import (
 from scouter.losses import ScouterLoss
 from scouter.models.classifier import Classifier, ClassifierOutput, ModelConfig, build_classifier
 from scouter.models.fc import FCHead
+from scouter.models.inputs import (
+    channel_mismatch,
+    config_channels,
+    model_channels,
+    size_mismatch,
+    state_channels,
+)
 from scouter.models.zoo import create_model, get_model_entry
 from scouter.training.freezing import freeze_backbone_stages
 from scouter.training.optimization import build_optimization
@@ -171,6 +178,15 @@ class ScouterModule(pl.LightningModule):
         )
         if init_backbone_from is not None:
             state = backbone_state_from_checkpoint(init_backbone_from)
+            channels = state_channels(self.model.backbone.model.state_dict(), state)
+            if channels is not None:
+                expected = model_channels(self.model)
+                raise ValueError(
+                    f"init_backbone_from {init_backbone_from!r} was trained on {channels}-channel "
+                    f"images but this model takes {expected} (model.in_chans, linked from "
+                    f"data.in_chans): set data.in_chans: {channels} (images are converted) or "
+                    f"start from a checkpoint trained on {expected}-channel images"
+                )
             load_state_dict_checked(
                 self.model.backbone.model, state, f"backbone of {init_backbone_from!r}"
             )
@@ -417,6 +433,15 @@ class ScouterModule(pl.LightningModule):
                 "set model num_classes to the data's (train.py links them), or select the classes "
                 "with data.dataset_options.num_classes"
             )
+        if datamodule is not None:
+            # Before any batch: a mismatch would otherwise surface as a tensor-shape error deep
+            # inside the forward pass (or fit's attention-grid probe).
+            data_chans = getattr(datamodule, "in_chans", None)
+            problem = channel_mismatch(self.model, data_chans) if data_chans is not None else None
+            if problem is None:
+                problem = size_mismatch(self.model, getattr(datamodule, "image_size", None))
+            if problem is not None:
+                raise ValueError(problem)
         max_epochs = self.trainer.max_epochs
         if stage == "fit" and self.fc_warmup_epochs and max_epochs not in (None, -1):
             if self.fc_warmup_epochs >= max_epochs:
@@ -437,6 +462,14 @@ class ScouterModule(pl.LightningModule):
         stored = checkpoint.get(LIGHTNING_CONFIG_KEY)
         if stored is None:
             return
+        stored_chans, expected = config_channels(stored), model_channels(self.model)
+        if expected is not None and stored_chans != expected:
+            raise ValueError(
+                f"the checkpoint was trained on {stored_chans}-channel images but this model "
+                f"takes {expected} (model.in_chans, linked from data.in_chans): set "
+                f"data.in_chans: {stored_chans} (images are converted) to use this checkpoint, "
+                f"or a checkpoint trained on {expected}-channel images"
+            )
         current = self.model.config.to_dict()
         diff = [
             f"{key}: checkpoint {stored.get(key)!r} vs model {current[key]!r}"

@@ -1,0 +1,86 @@
+"""evaluate.py refuses data the checkpoint cannot take (channels, fixed ViT size) before work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from scouter.checkpoints import save_model
+from scouter.evaluation import EvaluationError, EvaluationOptions, prepare
+from scouter.models.classifier import ModelConfig, build_classifier
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """A ``folder`` dataset (3 classes, 2 RGB 32x32 images per class per split) and checkpoints."""
+    root = tmp_path_factory.mktemp("input_checks")
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b", "c"):
+            folder = root / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(2):
+                image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(image).save(folder / f"{i}.png")
+    for name, kwargs in (
+        ("rgb", {}),
+        ("gray", {"in_chans": 1}),
+        ("vit", {"backbone": "test_vit3", "hidden_dim": 16}),  # strict 160x160 patch embedding
+    ):
+        torch.manual_seed(0)
+        config = ModelConfig(**{"backbone": "test_resnet", "num_classes": 3, **kwargs})
+        save_model(build_classifier(config), root / f"{name}.safetensors")
+    return root
+
+
+def _options(root: Path, tmp_path: Path, checkpoint: str, **data) -> EvaluationOptions:
+    section = {"dataset": "folder", "root": str(root / "data"), "image_size": 32}
+    section.update(batch_size=2, num_workers=0, **data)
+    config = {"model": {"backbone": "test_resnet"}, "data": section}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return EvaluationOptions(
+        checkpoint=root / f"{checkpoint}.safetensors",
+        config=tmp_path / "config.yaml",
+        out=tmp_path / "out",
+        progress=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "data_chans", "model_chans"), [("gray", 3, 1), ("rgb", 1, 3)]
+)
+def test_channel_mismatch_is_reported_before_any_work(
+    root, tmp_path, checkpoint, data_chans, model_chans
+):
+    message = (
+        rf"model expects {model_chans}-channel images but data.in_chans is {data_chans}: "
+        rf"set data.in_chans: {model_chans} .*trained on {data_chans}-channel images"
+    )
+    with pytest.raises(EvaluationError, match=message):
+        prepare(_options(root, tmp_path, checkpoint, in_chans=data_chans))
+    assert not (tmp_path / "out").exists()
+
+
+def test_matching_channels_pass(root, tmp_path):
+    prepared = prepare(_options(root, tmp_path, "gray", in_chans=1))
+    assert prepared.model.backbone.in_chans == 1
+
+
+def test_fixed_size_vit_at_another_image_size_is_reported_before_any_work(root, tmp_path):
+    with pytest.raises(EvaluationError, match=r"takes only 160x160 images.*image_size is 32"):
+        prepare(_options(root, tmp_path, "vit"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_bare_state_dict_takes_its_channels_from_the_data(root, tmp_path):
+    # train.py links model.in_chans from data.in_chans; a bare state_dict is rebuilt alike.
+    state = build_classifier(ModelConfig("test_resnet", 3, in_chans=1)).state_dict()
+    torch.save(state, root / "bare.pt")
+    options = _options(root, tmp_path, "gray", in_chans=1)
+    options.checkpoint = root / "bare.pt"
+    assert prepare(options).model.backbone.in_chans == 1
