@@ -74,3 +74,54 @@ def test_explanation_grid_puts_scouter_plus_and_minus_side_by_side(tmp_path):
     grid = Image.open(path)
     assert grid.size == (5 * 200, 2 * 200)
     assert len(np.unique(np.asarray(grid.convert("RGB")).reshape(-1, 3), axis=0)) > 100
+
+
+def test_explanation_grid_tiles_are_the_overlays(tmp_path, monkeypatch):
+    """Every cell of grid.png shows exactly its image or overlay, in the documented order.
+
+    The figure's axes boxes are read (in PNG pixels) when it is saved; each source pixel of a tile
+    is then sampled at 0.3, 0.5 and 0.7 of its extent (the ~10x upscaled image is drawn
+    nearest-neighbour, so each block is uniform; the margin of 3 PNG pixels absorbs matplotlib's
+    pixel snapping) and compared with the array the cell must show: the input image in column 0,
+    then SCOUTER+, SCOUTER−, the others.
+    """
+    from matplotlib.figure import Figure
+
+    boxes: dict[tuple[int, int], tuple[float, float, float, float]] = {}
+    original_savefig = Figure.savefig
+
+    def recording_savefig(self, *args, **kwargs):
+        result = original_savefig(self, *args, **kwargs)
+        for ax in self.axes:  # positions after tight_layout and the aspect adjustment
+            spec = ax.get_subplotspec()
+            boxes[spec.rowspan.start, spec.colspan.start] = ax.get_window_extent().bounds
+        return result
+
+    monkeypatch.setattr(Figure, "savefig", recording_savefig)
+    torch.manual_seed(0)
+    height, width = 16, 12  # non-square on purpose: rows and columns cannot be swapped
+    images = torch.rand(2, 3, height, width)
+    maps = {
+        "Grad-CAM": torch.rand(2, 4, 3),
+        "SCOUTER−": torch.rand(2, 1, 4, 3),
+        "SCOUTER+": torch.rand(2, 8, 6),
+    }
+    path = explanation_grid(tmp_path / "grid.png", images, maps)
+    grid = np.asarray(Image.open(path).convert("RGB"))
+    assert sorted(boxes) == [(r, c) for r in range(2) for c in range(4)]
+    columns = ["SCOUTER+", "SCOUTER−", "Grad-CAM"]
+    for (r, c), (x0, y0, box_w, box_h) in boxes.items():
+        if c == 0:
+            expected = to_uint8_image(images[r])
+        else:
+            saliency = maps[columns[c - 1]][r]
+            expected = overlay_map(images[r], saliency.reshape(saliency.shape[-2:]))
+        assert box_w / width == pytest.approx(box_h / height, rel=1e-3)  # aspect kept
+        assert box_w / width > 5  # upscaled: each source pixel is a block of PNG pixels
+        top = grid.shape[0] - (y0 + box_h)  # window extents count from the bottom
+        for offset in (0.3, 0.5, 0.7):
+            rows = np.floor(top + (np.arange(height) + offset) * box_h / height).astype(int)
+            cols = np.floor(x0 + (np.arange(width) + offset) * box_w / width).astype(int)
+            np.testing.assert_array_equal(
+                grid[np.ix_(rows, cols)], expected, err_msg=f"cell ({r}, {c}), offset {offset}"
+            )

