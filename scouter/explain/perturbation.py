@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scouter.explain.base import Explainer, model_logits, register_explainer
+from scouter.explain.base import Explainer, integer_setting, model_logits, register_explainer
 from scouter.explain.blur_ig import gaussian_blur_matrices
 
 __all__ = ["ExtremalPerturbationExplainer", "MeaningfulPerturbationExplainer", "MaskOptimiser"]
@@ -59,16 +59,18 @@ class MaskOptimiser(Explainer):
     def __init__(
         self, steps: int, lr: float, tol: float, window: int, mask_size, batch_size: int, **settings
     ) -> None:
-        _check(int(steps) >= 1, f"steps must be >= 1 (Adam iterations per mask), got {steps!r}")
+        self.steps = integer_setting(self.name, "steps", steps, 1, "Adam iterations per mask")
         _check(float(lr) > 0, f"lr must be > 0 (Adam's learning rate), got {lr!r}")
         _check(float(tol) >= 0, f"tol must be >= 0 (0 disables early stopping), got {tol!r}")
-        _check(int(window) >= 1, f"window must be >= 1 (steps per averaged window), got {window!r}")
-        _check(
-            mask_size is None or int(mask_size) >= 2,
-            f"mask_size must be >= 2 (cells per side of the mask grid) or None, got {mask_size!r}",
+        self.window = integer_setting(self.name, "window", window, 1, "steps per averaged window")
+        self.lr, self.tol = float(lr), float(tol)
+        self.mask_size = (
+            None
+            if mask_size is None
+            else integer_setting(
+                self.name, "mask_size", mask_size, 2, "cells per side of the mask grid, or None"
+            )
         )
-        self.steps, self.lr, self.tol, self.window = int(steps), float(lr), float(tol), int(window)
-        self.mask_size = None if mask_size is None else int(mask_size)
         super().__init__(
             batch_size=batch_size,
             steps=self.steps,
@@ -237,12 +239,13 @@ class MeaningfulPerturbationExplainer(MaskOptimiser):
         _check(float(tv_coeff) >= 0, f"tv_coeff must be >= 0 (weight of the TV), got {tv_coeff!r}")
         _check(float(tv_beta) >= 1, f"tv_beta must be >= 1 (paper: 3), got {tv_beta!r}")
         _check(sigma is None or float(sigma) > 0, f"sigma must be > 0 or None, got {sigma!r}")
-        _check(jitter is None or int(jitter) >= 0, f"jitter must be >= 0 or None, got {jitter!r}")
         self.l1_coeff, self.tv_coeff = float(l1_coeff), float(tv_coeff)
         self.tv_beta = float(tv_beta)
         self.sigma = None if sigma is None else float(sigma)
-        self.jitter = None if jitter is None else int(jitter)
-        self.seed = int(seed)
+        self.jitter = (
+            None if jitter is None else integer_setting(self.name, "jitter", jitter, 0, "pixels")
+        )
+        self.seed = integer_setting(self.name, "seed", seed, None)
         own = {"l1_coeff": self.l1_coeff, "tv_coeff": self.tv_coeff, "tv_beta": self.tv_beta}
         own |= {"sigma": self.sigma, "jitter": self.jitter, "seed": self.seed}
         super().__init__(steps, lr, tol, window, mask_size, batch_size, **own)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from scouter.explain.base import model_logits, register_explainer
+from scouter.explain.base import integer_setting, model_logits, register_explainer
 from scouter.explain.posthoc import ChannelReduction, PixelExplainer
 
 __all__ = ["LimeExplainer", "grid_segments", "slic_segments"]
@@ -116,9 +116,9 @@ class LimeExplainer(PixelExplainer):
         reduce: ChannelReduction | None = None,
         batch_size: int = 64,
     ) -> None:
-        for label, value in (("samples", samples), ("segments", segments)):
-            if int(value) < 2:
-                raise ValueError(f"{label} must be an integer >= 2, got {value!r}")
+        self.samples = integer_setting(self.name, "samples", samples, 2, "perturbed images")
+        self.segments = integer_setting(self.name, "segments", segments, 2, "superpixels")
+        self.seed = integer_setting(self.name, "seed", seed, None)
         for label, value in (("kernel_width", kernel_width), ("compactness", compactness)):
             if not float(value) > 0:
                 raise ValueError(f"{label} must be > 0, got {value!r}")
@@ -126,9 +126,9 @@ class LimeExplainer(PixelExplainer):
             raise ValueError(f"segmentation must be 'slic' or 'grid', got {segmentation!r}")
         if float(alpha) < 0:
             raise ValueError(f"alpha (ridge regularisation) must be >= 0, got {alpha!r}")
-        self.samples, self.segments, self.segmentation = int(samples), int(segments), segmentation
+        self.segmentation = segmentation
         self.compactness, self.baseline = float(compactness), float(baseline)
-        self.kernel_width, self.alpha, self.seed = float(kernel_width), float(alpha), int(seed)
+        self.kernel_width, self.alpha = float(kernel_width), float(alpha)
         super().__init__(
             reduce, batch_size, samples=self.samples, segments=self.segments,
             segmentation=segmentation, compactness=self.compactness, baseline=self.baseline,

@@ -124,16 +124,16 @@ def test_the_jitter_follows_the_seed(small_images):
 @pytest.mark.parametrize(
     "name, settings, message",
     [
-        ("meaningful_perturbation", {"steps": 0}, "steps must be >= 1"),
+        ("meaningful_perturbation", {"steps": 0}, "steps must be an integer >= 1"),
         ("meaningful_perturbation", {"l1_coeff": -1.0}, "l1_coeff must be >= 0"),
         ("meaningful_perturbation", {"tv_coeff": -1.0}, "tv_coeff must be >= 0"),
         ("meaningful_perturbation", {"tol": -0.1}, "0 disables early stopping"),
-        ("meaningful_perturbation", {"jitter": -1}, "jitter must be >= 0"),
+        ("meaningful_perturbation", {"jitter": -1}, "jitter must be an integer >= 0"),
         ("extremal_perturbation", {"area": 1.0}, r"area must lie in \(0, 1\)"),
         ("extremal_perturbation", {"area": 0.0}, r"area must lie in \(0, 1\)"),
         ("extremal_perturbation", {"area_coeff": -1.0}, "area_coeff must be >= 0"),
         ("extremal_perturbation", {"lr": 0.0}, "lr must be > 0"),
-        ("extremal_perturbation", {"mask_size": 1}, "mask_size must be >= 2"),
+        ("extremal_perturbation", {"mask_size": 1}, "mask_size must be an integer >= 2"),
     ],
 )
 def test_bad_settings_are_rejected(name, settings, message):
