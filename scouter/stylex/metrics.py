@@ -1,0 +1,137 @@
+"""StylEx's metrics: reconstruction, classifier agreement, and sufficiency of attributes.
+
+* ``reconstruction_l1``: mean ``|x' − x|`` on the ``[-1, 1]`` scale, ``x' = G(E(x), C(x))``.
+* ``agreement``: share of images with ``argmax C(x') = argmax C(x)``; ``kl``: mean
+  ``KL(C(x) ‖ C(x'))`` (nats).
+* ``sufficiency@k``: among images whose reconstruction is *not* classified as the target, the
+  share that is after the top-``k`` attributes are applied together (each coordinate set to its
+  min or max, same noise). Random baseline: ``k`` distinct random coordinates, random directions,
+  averaged over ``draws`` seeded draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from scouter.stylex.attfind import Attribute, StyleModel, apply_attributes, take
+
+
+@torch.no_grad()
+def synthesize_all(
+    model: StyleModel, styles: torch.Tensor, extras: Any, noise: Any, batch: int = 256
+) -> torch.Tensor:
+    """Images of ``styles (N, |S|)`` (with their extras and noise), in batches."""
+    parts = []
+    for start in range(0, styles.shape[0], batch):
+        rows = slice(start, start + batch)
+        parts.append(model.synthesize(styles[rows], take(extras, rows), take(noise, rows)))
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def classify_all(model: StyleModel, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Logits ``(N, K)`` of ``images``, in batches."""
+    return torch.cat([model.classify(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def reconstruction_metrics(
+    model: StyleModel, images: torch.Tensor, styles: torch.Tensor, extras: Any, noise: Any
+) -> dict[str, float]:
+    """``reconstruction_l1``, ``agreement`` and ``kl`` of the reconstructions of ``images``."""
+    recon = synthesize_all(model, styles, extras, noise)
+    original, reconstructed = classify_all(model, images), classify_all(model, recon)
+    kl = F.kl_div(
+        F.log_softmax(reconstructed, 1), F.log_softmax(original, 1), log_target=True,
+        reduction="none",
+    ).sum(1)  # fmt: skip
+    return {
+        "reconstruction_l1": float((recon - images).abs().mean()),
+        "agreement": float((reconstructed.argmax(1) == original.argmax(1)).float().mean()),
+        "kl": float(kl.mean()),
+        "images": int(images.shape[0]),
+    }
+
+
+@torch.no_grad()
+def flip_share(
+    model: StyleModel,
+    styles: torch.Tensor,
+    extras: Any,
+    noise: Any,
+    ranges: torch.Tensor,
+    attributes: Sequence[Attribute],
+    target: int,
+) -> float:
+    """Share of ``styles`` rows classified as ``target`` after applying ``attributes`` together."""
+    if styles.shape[0] == 0:
+        return float("nan")
+    edited = apply_attributes(styles, attributes, ranges)
+    logits = classify_all(model, synthesize_all(model, edited, extras, noise))
+    return float((logits.argmax(1) == target).float().mean())
+
+
+@torch.no_grad()
+def eligible_images(
+    model: StyleModel, styles: torch.Tensor, extras: Any, noise: Any, target: int
+) -> torch.Tensor:
+    """``(N,)`` bool: images whose reconstruction is not classified as ``target``."""
+    logits = classify_all(model, synthesize_all(model, styles, extras, noise))
+    return logits.argmax(1) != target
+
+
+def sufficiency_curve(
+    model: StyleModel,
+    styles: torch.Tensor,
+    extras: Any,
+    noise: Any,
+    ranges: torch.Tensor,
+    attributes: Sequence[Attribute],
+    target: int,
+    max_k: int = 10,
+) -> list[float]:
+    """``sufficiency@k`` for ``k = 1..max_k`` (the first ``min(k, len(attributes))`` applied)."""
+    keep = eligible_images(model, styles, extras, noise, target)
+    rows = keep.nonzero().flatten()
+    sub = (styles[rows], take(extras, rows), take(noise, rows))
+    return [
+        flip_share(model, *sub, ranges, attributes[:k], target) for k in range(1, max_k + 1)
+    ]
+
+
+def random_attributes(size: int, k: int, generator: torch.Generator, target: int) -> list[Attribute]:
+    """``k`` distinct random coordinates of a ``size``-coordinate StyleSpace, random directions."""
+    coords = torch.randperm(size, generator=generator)[:k].tolist()
+    directions = torch.randint(0, 2, (len(coords),), generator=generator).tolist()
+    return [Attribute(c, d, float("nan"), 0, target) for c, d in zip(coords, directions)]
+
+
+def random_sufficiency_curve(
+    model: StyleModel,
+    styles: torch.Tensor,
+    extras: Any,
+    noise: Any,
+    ranges: torch.Tensor,
+    target: int,
+    max_k: int = 10,
+    draws: int = 5,
+    seed: int = 0,
+) -> list[float]:
+    """``sufficiency@k`` of ``k`` random coordinates, mean over ``draws`` draws per ``k``."""
+    keep = eligible_images(model, styles, extras, noise, target)
+    rows = keep.nonzero().flatten()
+    sub = (styles[rows], take(extras, rows), take(noise, rows))
+    generator = torch.Generator().manual_seed(seed)
+    curve = []
+    for k in range(1, max_k + 1):
+        shares = [
+            flip_share(model, *sub, ranges, random_attributes(styles.shape[1], k, generator, target),
+                       target)
+            for _ in range(draws)
+        ]  # fmt: skip
+        curve.append(float(sum(shares) / len(shares)))
+    return curve
