@@ -62,19 +62,15 @@ class ModulatedConv(nn.Module):
         self.demodulate, self.padding = demodulate, kernel // 2
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        batch, in_ch, height, width = x.shape
-        weight = self.scale * self.weight[None] * style[:, None, :, None, None]
+        weight = self.scale * self.weight
+        # Scaling the input by the style and the output by the demodulation factor equals
+        # convolving with per-sample modulated weights, with one shared convolution for the batch
+        # (much faster than a grouped convolution for AttFind's batches of edits).
+        out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum((2, 3, 4), keepdim=True) + 1e-8)
-        out_ch = weight.shape[1]
-        # One grouped convolution for the whole batch: every sample has its own weights.
-        out = F.conv2d(
-            x.reshape(1, batch * in_ch, height, width),
-            weight.reshape(batch * out_ch, in_ch, *weight.shape[3:]),
-            padding=self.padding,
-            groups=batch,
-        )
-        return out.reshape(batch, out_ch, height, width)
+            squared = weight.pow(2).sum((2, 3))  # (C_out, C_in)
+            out = out * torch.rsqrt(style.pow(2) @ squared.t() + 1e-8)[:, :, None, None]
+        return out
 
 
 class StyledConv(nn.Module):

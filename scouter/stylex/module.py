@@ -213,7 +213,7 @@ class StylexModule(pl.LightningModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt_g.step()
-        self.log_dict(logs, prog_bar=encoder_branch)
+        self.log_dict(logs)
         return loss.detach()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

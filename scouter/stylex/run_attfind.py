@@ -1,0 +1,248 @@
+"""``stylex.py attfind``: AttFind on test images of a trained StylEx; attributes, metrics, report.
+
+Writes into ``--out``: ``metrics.json`` (reconstruction, agreement, KL, sufficiency@1..k of
+StylEx, of random coordinates and, with ``--baseline``, of the unconditioned StyleSpace
+baseline), ``attributes.json``, ``<class>_attr<j>.png`` / ``.gif`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scouter.atomic_io import atomic_write_text
+from scouter.stylex import attfind as af
+from scouter.stylex import metrics as sm
+from scouter.stylex.preprocessing import StylexInputError
+
+
+@dataclass
+class AttFindOptions:
+    """Settings of one AttFind run (``stylex.py attfind --help`` documents each)."""
+
+    checkpoint: str
+    out: str
+    targets: list[int] | None = None
+    num_images: int = 200
+    k: int = 10
+    threshold: float = 5.0
+    max_unstable: float = 0.2
+    explained_threshold: float = 2.0
+    chunk: int = 1024
+    seed: int = 0
+    baseline: str | None = None
+    random_draws: int = 5
+    show_images: int = 6
+    device: str = "auto"
+    data_root: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the option and the fix."""
+        for name in ("num_images", "k", "chunk", "random_draws", "show_images"):
+            if int(getattr(self, name)) < 1:
+                raise StylexInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("threshold", "explained_threshold"):
+            if not float(getattr(self, name)) > 0:
+                raise StylexInputError(f"--{name.replace('_', '-')} must be > 0 (logits), got {getattr(self, name)}")
+        if not 0 <= float(self.max_unstable) <= 1:
+            raise StylexInputError(
+                f"--max-unstable is a share of StyleSpace coordinates in [0, 1], got {self.max_unstable}"
+            )
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise StylexInputError(f"--out {self.out!r} is a file: pass a folder (created if missing)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise StylexInputError(f"--device {name!r} is not a device ({error}): use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StylexInputError(f"--device {name!r}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN / inf floats as ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def data_settings(path: str | Path) -> dict[str, Any]:
+    """The ``data:`` settings StylEx was trained with (stored by Lightning in the checkpoint)."""
+    from scouter.checkpoints import safe_torch_load
+
+    data = safe_torch_load(path).get("datamodule_hyper_parameters") or {}
+    return {k: v for k, v in dict(data).items() if not k.startswith("_")}
+
+
+class Explained:
+    """One StylEx model's view of the images: styles, extras, noise, ranges, effect table."""
+
+    def __init__(self, module: Any, images: torch.Tensor, options: AttFindOptions) -> None:
+        self.module = module
+        self.model = af.style_model_from(module)
+        self.styles, self.extras = af.encode_all(self.model, images)
+        self.noise = af.image_noise(self.model, len(images), options.seed, images.device)
+        self.ranges = af.style_ranges(self.styles)
+        start = time.perf_counter()
+        self.table = af.effect_table(
+            self.model, self.styles, self.extras, self.noise, self.ranges, options.chunk
+        )
+        self.seconds = time.perf_counter() - start
+        size = self.styles.shape[1]
+        self.keep = af.stable_images(self.table, options.threshold, int(options.max_unstable * size))
+
+    def select(self, target: int, options: AttFindOptions) -> tuple[list[af.Attribute], list[float]]:
+        """Top-k attributes of ``target`` (over stable images not yet classified as it), sufficiency."""
+        eligible = sm.eligible_images(self.model, self.styles, self.extras, self.noise, target)
+        picks = af.select_attributes(
+            self.table, target, options.k, options.explained_threshold, self.keep & eligible.cpu()
+        )
+        curve = sm.sufficiency_curve(
+            self.model, self.styles, self.extras, self.noise, self.ranges, picks, target, options.k
+        )
+        return picks, curve
+
+
+def _export_attributes(
+    run: Explained, images_out: Path, class_name: str, target: int, picks: list[af.Attribute],
+    options: AttFindOptions,
+) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:  # fmt: skip
+    from scouter.stylex import export
+
+    eligible = sm.eligible_images(run.model, run.styles, run.extras, run.noise, target)
+    rows_idx = eligible.nonzero().flatten()[: options.show_images]
+    if len(rows_idx) == 0:
+        return [], []
+    styles, extras, noise = run.styles[rows_idx], af.take(run.extras, rows_idx), af.take(run.noise, rows_idx)
+    recon = sm.synthesize_all(run.model, styles, extras, noise)
+    p_recon = sm.classify_all(run.model, recon).softmax(1)[:, target].tolist()
+    rows, files = [], []
+    safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
+    for j, attribute in enumerate(picks):
+        edited = sm.synthesize_all(run.model, af.apply_attributes(styles, [attribute], run.ranges), extras, noise)
+        p_edit = sm.classify_all(run.model, edited).softmax(1)[:, target].tolist()
+        layer, channel = run.module.generator.coordinate(attribute.coordinate)
+        name = f"{safe}_attr{j + 1}"
+        sheet = export.pair_sheet(recon, edited, p_recon, p_edit, class_name)
+        files.append(export.write_attribute_files(images_out, name, sheet, export.flicker_frames(recon, edited)))
+        rows.append({"name": name, "coordinate": attribute.coordinate, "layer": layer, "channel": channel,
+                     "towards": attribute.towards, "mean_logit_effect": attribute.mean_effect,
+                     "images": attribute.images,
+                     "mean_p_change": float(sum(pe - po for po, pe in zip(p_recon, p_edit)) / len(p_edit))})  # fmt: skip
+    return rows, files
+
+
+def run(options: AttFindOptions) -> dict[str, Any]:
+    """AttFind end to end (module docstring); returns what ``metrics.json`` holds."""
+    from scouter.stylex import export
+    from scouter.stylex.checkpoints import load_stylex
+    from scouter.stylex.data import load_idx_images
+
+    options.check()
+    device = resolve_device(options.device)
+    module = load_stylex(options.checkpoint).to(device)
+    data = data_settings(options.checkpoint)
+    classes = data.get("classes")
+    images, labels = load_idx_images(
+        data.get("dataset", "fashion_mnist"), options.data_root or data.get("root"), "test",
+        module.hparams.image_size, classes, options.num_images,
+    )  # fmt: skip
+    images = images.to(device)
+    from scouter.data.idx import FASHION_MNIST_CLASSES
+
+    all_names = FASHION_MNIST_CLASSES if data.get("dataset", "fashion_mnist") == "fashion_mnist" else [str(i) for i in range(10)]
+    names = [all_names[c] for c in classes] if classes else list(all_names[: module.classifier.num_classes])
+    targets = options.targets if options.targets is not None else list(range(len(names)))
+    bad = [t for t in targets if not 0 <= int(t) < len(names)]
+    if bad:
+        raise StylexInputError(
+            f"--targets {bad} are not outputs of this StylEx's classifier (0..{len(names) - 1}: {names})"
+        )
+    run_main = Explained(module, images, options)
+    recon = sm.reconstruction_metrics(run_main.model, images, run_main.styles, run_main.extras, run_main.noise)
+    baseline = None
+    if options.baseline:
+        base_module = load_stylex(options.baseline).to(device)
+        baseline = Explained(base_module, images, options)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "checkpoint": str(options.checkpoint), "images": len(images),
+        "style_space_size": int(run_main.styles.shape[1]), "stable_images": int(run_main.keep.sum()),
+        "attfind_seconds": run_main.seconds, **recon, "classes": names, "targets": {},
+    }  # fmt: skip
+    sections, picks_by_target = [], {}
+    for target in targets:
+        picks, curve = run_main.select(target, options)
+        picks_by_target[target] = picks
+        random_curve = sm.random_sufficiency_curve(
+            run_main.model, run_main.styles, run_main.extras, run_main.noise, run_main.ranges,
+            target, options.k, options.random_draws, options.seed,
+        )  # fmt: skip
+        entry = {"attributes": [p.to_dict() for p in picks], "sufficiency": curve, "random": random_curve}
+        if baseline is not None:
+            entry["baseline"] = baseline.select(target, options)[1]
+        rows, files = _export_attributes(run_main, out, names[target], target, picks, options)
+        sections.append(export.attribute_section(f"class {target}: {names[target]}", rows, files))
+        results["targets"][names[target]] = entry
+    if len(names) == 2 and len(picks_by_target) == 2:
+        merged = af.merge_two_classes(picks_by_target[0], picks_by_target[1], options.k)
+        results["two_class_merge"] = [p.to_dict() for p in merged]
+    for key in ("sufficiency", "random", "baseline"):
+        curves = [t[key] for t in results["targets"].values() if key in t]
+        if curves:
+            results[f"mean_{key}"] = [sum(c[i] for c in curves) / len(curves) for i in range(options.k)]
+    atomic_write_text(out / "metrics.json", json.dumps(finite_json(results), indent=2))
+    atomic_write_text(out / "attributes.json", json.dumps(
+        {names[t]: [p.to_dict() for p in picks] for t, picks in picks_by_target.items()}, indent=2))  # fmt: skip
+    notes = (f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
+             f"|S| = {results['style_space_size']}; pairs: reconstruction | edited, p = p(class).")  # fmt: skip
+    export.write_report(out / "report.html", "StylEx attributes", results, sections, notes)
+    return results
+
+
+def parse_args(argv: list[str] | None) -> AttFindOptions:
+    p = argparse.ArgumentParser(prog="stylex.py attfind", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="a StylEx .ckpt written by `stylex.py fit`")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--targets", type=int, nargs="+", help="classes to explain (default: all)")
+    p.add_argument("--num-images", type=int, default=200, help="test images searched")
+    p.add_argument("--k", type=int, default=10, help="attributes per class")
+    p.add_argument("--threshold", type=float, default=5.0, help="|logit change| counted as large")
+    p.add_argument("--max-unstable", type=float, default=0.2,
+                   help="drop images where more than this share of coordinates has a large change")
+    p.add_argument("--explained-threshold", type=float, default=2.0,
+                   help="an image is explained once its chosen attributes add this much target logit")
+    p.add_argument("--chunk", type=int, default=1024, help="edits per batch")
+    p.add_argument("--seed", type=int, default=0, help="noise and random-baseline seed")
+    p.add_argument("--baseline", help="an unconditioned StylEx .ckpt (model.conditional false)")
+    p.add_argument("--random-draws", type=int, default=5, help="random-coordinate draws per k")
+    p.add_argument("--show-images", type=int, default=6, help="images per attribute figure")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--data-root", help="IDX folder, if not where StylEx was trained")
+    args = p.parse_args(argv)
+    return AttFindOptions(**{k: v for k, v in vars(args).items()})
+
+
+def main(argv: list[str] | None = None) -> Mapping[str, Any]:
+    results = run(parse_args(argv))
+    print(json.dumps({k: v for k, v in results.items() if k != "targets"}, indent=2))
+    return results
