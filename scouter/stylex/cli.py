@@ -36,6 +36,10 @@ def main(args: list[str] | None = None) -> Any:
 
         return attfind_main(argv[1:])
     silence_lightning_noise()
+    import warnings
+
+    # The explained classifier is frozen in eval mode on purpose (ExplainedClassifier).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     return StylexCLI(
         StylexModule,
         StylexDataModule,

@@ -1,0 +1,173 @@
+"""Training lowers the reconstruction loss; checkpoints reload; the command line trains and runs
+AttFind end to end on tiny IDX files; bad AttFind settings fail with the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from scouter.stylex.checkpoints import load_stylex
+from scouter.stylex.cli import main
+from scouter.stylex.data import StylexDataModule, load_idx_images
+from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.run_attfind import AttFindOptions, run
+from tests.stylex.conftest import tiny_stylex
+
+
+def reconstruction_l1(module, images) -> float:
+    with torch.no_grad():
+        noise = module.generator.make_noise(len(images), torch.Generator().manual_seed(0))
+        w, c = module.encoder(images), module.condition(images)
+        return float((module.generator(w, c, noise) - images).abs().mean())
+
+
+def trainer(steps: int, **extra) -> pl.Trainer:
+    settings = dict(max_steps=steps, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    return pl.Trainer(**{**settings, **extra})
+
+
+def test_a_few_training_steps_lower_the_reconstruction_loss(idx_root):
+    data = StylexDataModule(root=str(idx_root), image_size=16, batch_size=16)
+    data.setup()
+    images = data.train_set.images[:16]
+    module = tiny_stylex()
+    before = reconstruction_l1(module, images)
+    pl.seed_everything(0)
+    trainer(120).fit(module, datamodule=data)  # 60 batches: 30 encoder-branch steps
+    after = reconstruction_l1(module, images)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_checkpoints_reload_to_the_same_model(tmp_path, idx_root):
+    module = tiny_stylex(classes=[0, 2])
+    data = StylexDataModule(root=str(idx_root), image_size=16, batch_size=8, classes=[0, 2])
+    fit = trainer(4)
+    fit.fit(module, datamodule=data)
+    fit.save_checkpoint(tmp_path / "s.ckpt")
+    again = load_stylex(tmp_path / "s.ckpt")
+    images = torch.rand(3, 1, 16, 16) * 2 - 1
+    module.eval()
+    first, second = module.encode(images), again.encode(images)
+    torch.testing.assert_close(first["styles"], second["styles"])
+    assert again.classifier.classes == [0, 2] and again.hparams.image_size == 16
+    noise = module.generator.make_noise(3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            module.generator.synthesize(first["styles"], first["rgb_styles"], noise),
+            again.generator.synthesize(second["styles"], second["rgb_styles"], noise),
+        )
+
+
+def test_loading_something_else_as_stylex_names_the_right_file(tmp_path, classifier_ckpt):
+    with pytest.raises(StylexInputError, match="not a StylEx checkpoint"):
+        load_stylex(classifier_ckpt)
+    with pytest.raises(StylexInputError, match="does not exist.*stylex.py fit"):
+        load_stylex(tmp_path / "nothing.ckpt")
+
+
+def test_unconditioned_baseline_trains_without_classifier_in_styles(idx_root):
+    module = tiny_stylex(conditional=False)
+    assert module.generator.c_dim == 0 and module.discriminator.num_classes == 0
+    trainer(4).fit(module, datamodule=StylexDataModule(root=str(idx_root), image_size=16, batch_size=8))
+    assert module.encode(torch.zeros(1, 1, 16, 16))["c"] is None
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, idx_root, classifier_ckpt):
+    """``stylex.py fit`` for 6 optimiser steps on the tiny IDX files, then ``stylex.py attfind``."""
+    folder = tmp_path_factory.mktemp("stylex_cli")
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 6, "logger": False,
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                   "init_args": {"dirpath": str(folder / "ckpt"), "save_last": True}}]},
+        "model": {"w_dim": 16, "channels": 16, "min_channels": 8, "mapping_layers": 2},
+        "data": {"root": str(idx_root), "image_size": 16, "classes": [0, 1], "batch_size": 8},
+    }  # fmt: skip
+    (folder / "c.yaml").write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(folder / "c.yaml"), "--model.classifier", str(classifier_ckpt)])
+    out = folder / "attfind"
+    results = main(["attfind", "--checkpoint", str(folder / "ckpt" / "last.ckpt"), "--out", str(out),
+                    "--num-images", "6", "--k", "3", "--random-draws", "2", "--show-images", "2",
+                    "--baseline", str(folder / "ckpt" / "last.ckpt")])  # fmt: skip
+    return folder, out, results
+
+
+def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
+    folder, out, results = cli_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 6 and metrics["classes"] == ["T-shirt/top", "Trouser"]
+    assert metrics["style_space_size"] == 72
+    for key in ("reconstruction_l1", "agreement", "kl", "attfind_seconds", "two_class_merge"):
+        assert key in metrics
+    for entry in metrics["targets"].values():
+        assert len(entry["sufficiency"]) == len(entry["random"]) == len(entry["baseline"]) == 3
+    attributes = json.loads((out / "attributes.json").read_text())
+    assert set(attributes) == {"T-shirt/top", "Trouser"}
+    report = (out / "report.html").read_text()
+    assert "StylEx attributes" in report and "class 0: T-shirt/top" in report
+    for name, found in attributes.items():
+        safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+        for j in range(len(found)):
+            assert (out / f"{safe}_attr{j + 1}.png").is_file()
+            assert (out / f"{safe}_attr{j + 1}.gif").is_file()
+
+
+def test_attfind_images_are_the_trained_classes_test_images(idx_root):
+    images, labels = load_idx_images("fashion_mnist", str(idx_root), "test", 16, [0, 1], 6)
+    assert images.shape == (6, 1, 16, 16) and set(labels.tolist()) <= {0, 1}
+    assert images.min() >= -1 and images.max() <= 1
+
+
+def test_fit_without_a_classifier_fails_with_the_fix(tmp_path, idx_root):
+    with pytest.raises(StylexInputError, match="no classifier given: pass --model.classifier"):
+        main(["fit", "--data.root", str(idx_root), "--trainer.max_steps", "1"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_images": 0}, "--num-images must be >= 1"),
+        ({"k": 0}, "--k must be >= 1"),
+        ({"threshold": 0.0}, "--threshold must be > 0"),
+        ({"max_unstable": 1.5}, "--max-unstable is a share"),
+        ({"device": "nonsense"}, "--device 'nonsense' is not a device"),
+        ({"targets": [7]}, r"--targets \[7\] are not outputs"),
+    ],
+)
+def test_bad_attfind_settings_fail_with_the_fix(cli_run, tmp_path, change, message):
+    folder = cli_run[0]
+    options = AttFindOptions(str(folder / "ckpt" / "last.ckpt"), str(tmp_path / "o"), num_images=2)
+    for key, value in change.items():
+        setattr(options, key, value)
+    with pytest.raises(StylexInputError, match=message):
+        run(options)
+
+
+def test_attfind_out_that_is_a_file_fails(cli_run, tmp_path):
+    (tmp_path / "file").write_text("x")
+    options = AttFindOptions(str(cli_run[0] / "ckpt" / "last.ckpt"), str(tmp_path / "file"))
+    with pytest.raises(StylexInputError, match="is a file: pass a folder"):
+        run(options)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"image_size": 24}, "data.image_size must be a power of two"),
+        ({"batch_size": 1}, "data.batch_size must be >= 2"),
+        ({"dataset": "cifar"}, "data.dataset must be one of"),
+        ({"classes": [0, 12]}, r"has \[12\] outside 0..9"),
+        ({"root": "/nonexistent/folder"}, "is not a folder"),
+    ],
+)
+def test_bad_data_settings_fail_with_the_fix(idx_root, settings, message):
+    with pytest.raises(StylexInputError, match=message):
+        data = StylexDataModule(**{"root": str(idx_root), "image_size": 16, **settings})
+        data.setup()
