@@ -43,7 +43,7 @@ def main(args: list[str] | None = None) -> Any:
     return StylexCLI(
         StylexModule,
         StylexDataModule,
-        args=argv,
+        args=argv if args is not None else None,  # from sys.argv: Lightning reads it itself
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"default_env": False},
     )

@@ -1,0 +1,134 @@
+"""StylEx on Fashion-MNIST at 32×32: training time, AttFind time, reconstruction, agreement, KL,
+sufficiency@k of StylEx vs random StyleSpace coordinates vs the unconditioned StyleSpace baseline.
+
+Every stage runs the shipped commands as subprocesses (so the numbers are those a user gets):
+
+1. the classifier: ``train.py fit --config configs/fashion_mnist/fc.yaml --data.image_size 32
+   --trainer.max_steps <clf-steps>`` (skipped with ``--classifier``);
+2. StylEx: ``stylex.py fit --config configs/stylex/<config>.yaml --trainer.max_steps <steps>``;
+3. the baseline: the same with ``--model.conditional false --model.kl_weight 0``;
+4. ``stylex.py attfind --num-images <n> --baseline <baseline ckpt>``.
+
+Writes ``bench/stylex/results.json`` and ``results.md`` (and copies the top attributes' pictures
+there). Example (the run in bench/RESULTS.md):
+
+    OMP_NUM_THREADS=1 python bench/stylex.py --steps 6000 --num-images 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import machine_description  # noqa: E402
+
+
+def timed(command: list[str], log: Path) -> float:
+    """Run ``command`` in the repository, its output into ``log``; seconds taken."""
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log.open("w") as handle:
+        done = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed (exit {done.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def fit_stylex(args: argparse.Namespace, work: Path, name: str, extra: list[str]) -> float:
+    return timed(
+        [sys.executable, "stylex.py", "fit", "--config", f"configs/stylex/{args.config}.yaml",
+         "--model.classifier", str(args.classifier), "--trainer.max_steps", str(args.steps),
+         "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir",
+         str(work / name / "runs"), "--trainer.callbacks.dirpath", str(work / name / "ckpt"), *extra],
+        work / f"{name}.log",
+    )  # fmt: skip
+
+
+def table(results: dict) -> str:
+    """The markdown of the results (also written to results.md)."""
+    metrics = results["attfind"]
+    lines = [
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| classifier training ({results['classifier_steps']} steps) | {results['classifier_seconds']:.0f} s |",
+        f"| StylEx training ({results['steps']} optimiser steps = {results['steps'] // 2} batches) | {results['stylex_seconds'] / 60:.1f} min |",
+        f"| baseline training (same steps, unconditioned) | {results['baseline_seconds'] / 60:.1f} min |",
+        f"| AttFind effect table ({metrics['images']} images, 2·{metrics['style_space_size']} edits each) | {metrics['attfind_seconds'] / 60:.1f} min |",
+        f"| whole `attfind` command (also baseline, metrics, export) | {results['attfind_command_seconds'] / 60:.1f} min |",
+        f"| reconstruction L1 ([-1, 1] scale) | {metrics['reconstruction_l1']:.3f} |",
+        f"| classifier agreement on reconstructions | {metrics['agreement']:.3f} |",
+        f"| mean KL(C(x) ‖ C(x')) | {metrics['kl']:.3f} |",
+        f"| stable images | {metrics['stable_images']} / {metrics['images']} |",
+    ]  # fmt: skip
+    lines += ["", "| sufficiency@k (mean over classes) | " + " | ".join(f"k={k}" for k in range(1, 11)) + " |",
+              "|---|" + "---|" * 10]  # fmt: skip
+    for key, label in (("mean_sufficiency", "StylEx"), ("mean_random", "random coordinates"),
+                       ("mean_baseline", "unconditioned StyleSpace baseline")):  # fmt: skip
+        values = metrics.get(key) or []
+        cells = " | ".join("n/a" if v is None else f"{v:.2f}" for v in values)
+        lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="fashion_mnist_tshirt_shirt")
+    parser.add_argument("--classifier", type=Path, help="skip training one; use this checkpoint")
+    parser.add_argument("--classifier-steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)")
+    parser.add_argument("--num-images", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_stylex")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "stylex")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    results: dict = {"command": "python bench/stylex.py " + " ".join(sys.argv[1:]),
+                     "steps": args.steps, "config": args.config,
+                     "classifier_steps": args.classifier_steps, "classifier_seconds": 0.0}  # fmt: skip
+    if args.classifier is None:
+        folder = args.work / "classifier"
+        results["classifier_seconds"] = timed(
+            [sys.executable, "train.py", "fit", "--config", "configs/fashion_mnist/fc.yaml",
+             "--data.image_size", "32", "--trainer.max_steps", str(args.classifier_steps),
+             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+             "--trainer.callbacks.dirpath", str(folder)],
+            args.work / "classifier.log",
+        )  # fmt: skip
+        args.classifier = folder / "last.ckpt"
+    results["classifier"] = str(args.classifier)
+    results["stylex_seconds"] = fit_stylex(args, args.work, "stylex", [])
+    results["baseline_seconds"] = fit_stylex(
+        args, args.work, "baseline", ["--model.conditional", "false", "--model.kl_weight", "0"]
+    )
+    out = args.work / "attfind"
+    results["attfind_command_seconds"] = timed(
+        [sys.executable, "stylex.py", "attfind", "--checkpoint", str(args.work / "stylex/ckpt/last.ckpt"),
+         "--baseline", str(args.work / "baseline/ckpt/last.ckpt"), "--out", str(out),
+         "--num-images", str(args.num_images)],
+        args.work / "attfind.log",
+    )  # fmt: skip
+    import torch
+
+    results["machine"] = machine_description(torch.device("cpu"))
+    results["threads"] = os.environ.get("OMP_NUM_THREADS", "default")
+    results["attfind"] = json.loads((out / "metrics.json").read_text())
+    for picture in sorted(out.glob("*_attr1.png")) + sorted(out.glob("*_attr1.gif")):
+        shutil.copy(picture, args.results / picture.name)
+    (args.results / "results.json").write_text(json.dumps(results, indent=2))
+    (args.results / "results.md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
