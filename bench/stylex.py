@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO))
 from bench.common import machine_description  # noqa: E402
 
 
-def timed(command: list[str], log: Path) -> float:
-    """Run ``command`` in the repository, its output into ``log``; seconds taken."""
+def timed(command: list[str], log: Path, cwd: Path = REPO) -> float:
+    """Run ``command`` in ``cwd``, its output into ``log``; seconds taken."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with log.open("w") as handle:
-        done = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        done = subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed (exit {done.returncode}); see {log}")
     return time.perf_counter() - start
@@ -97,15 +97,16 @@ def main() -> None:
                      "steps": args.steps, "config": args.config,
                      "classifier_steps": args.classifier_steps, "classifier_seconds": 0.0}  # fmt: skip
     if args.classifier is None:
-        folder = args.work / "classifier"
+        folder = args.work / "classifier"  # train.py writes checkpoints/... below its cwd
+        folder.mkdir(exist_ok=True)
         results["classifier_seconds"] = timed(
-            [sys.executable, "train.py", "fit", "--config", "configs/fashion_mnist/fc.yaml",
-             "--data.image_size", "32", "--trainer.max_steps", str(args.classifier_steps),
-             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-             "--trainer.callbacks.dirpath", str(folder)],
-            args.work / "classifier.log",
+            [sys.executable, str(REPO / "train.py"), "fit", "--config",
+             str(REPO / "configs/fashion_mnist/fc.yaml"), "--data.image_size", "32",
+             "--trainer.max_steps", str(args.classifier_steps),
+             "--trainer.enable_progress_bar", "false"],
+            args.work / "classifier.log", cwd=folder,
         )  # fmt: skip
-        args.classifier = folder / "last.ckpt"
+        args.classifier = next(folder.glob("checkpoints/**/last.ckpt"))
     results["classifier"] = str(args.classifier)
     results["stylex_seconds"] = fit_stylex(args, args.work, "stylex", [])
     results["baseline_seconds"] = fit_stylex(

@@ -74,6 +74,22 @@ def pair_sheet(
     return full
 
 
+def side_by_side(sheets: Sequence[Any], titles: Sequence[str]) -> Any:
+    """Attribute sheets as columns, each under its title (the "top attributes" figure)."""
+    from PIL import Image, ImageDraw
+
+    gap, header = 10, 14
+    width = sum(sheet.width for sheet in sheets) + gap * (len(sheets) - 1)
+    height = max(sheet.height for sheet in sheets) + header
+    figure = Image.new("RGB", (width, height), "white")
+    draw, left = ImageDraw.Draw(figure), 0
+    for sheet, title in zip(sheets, titles):
+        draw.text((left + 1, 1), title[:32], fill="black")
+        figure.paste(sheet, (left, header))
+        left += sheet.width + gap
+    return figure
+
+
 def flicker_frames(originals: torch.Tensor, edited: torch.Tensor, scale: int = 3) -> list[Any]:
     """Two frames: the images side by side before and after the edit (a GIF alternates them)."""
     from PIL import Image

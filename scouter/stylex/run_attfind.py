@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from scouter.atomic_io import atomic_write_text
+from scouter.atomic_io import atomic_write_bytes, atomic_write_text
 from scouter.stylex import attfind as af
 from scouter.stylex import metrics as sm
 from scouter.stylex.preprocessing import StylexInputError
@@ -134,7 +134,7 @@ def _export_attributes(
     styles, extras, noise = run.styles[rows_idx], af.take(run.extras, rows_idx), af.take(run.noise, rows_idx)
     recon = sm.synthesize_all(run.model, styles, extras, noise)
     p_recon = sm.classify_all(run.model, recon).softmax(1)[:, target].tolist()
-    rows, files = [], []
+    rows, files, sheets = [], [], []
     safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
     for j, attribute in enumerate(picks):
         edited = sm.synthesize_all(run.model, af.apply_attributes(styles, [attribute], run.ranges), extras, noise)
@@ -143,10 +143,14 @@ def _export_attributes(
         name = f"{safe}_attr{j + 1}"
         sheet = export.pair_sheet(recon, edited, p_recon, p_edit, class_name)
         files.append(export.write_attribute_files(images_out, name, sheet, export.flicker_frames(recon, edited)))
+        sheets.append(sheet)
         rows.append({"name": name, "coordinate": attribute.coordinate, "layer": layer, "channel": channel,
                      "towards": attribute.towards, "mean_logit_effect": attribute.mean_effect,
                      "images": attribute.images,
                      "mean_p_change": float(sum(pe - po for po, pe in zip(p_recon, p_edit)) / len(p_edit))})  # fmt: skip
+    if sheets:  # the top attributes side by side: one figure per class
+        top = export.side_by_side(sheets[:4], [f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}" for r in rows])
+        atomic_write_bytes(images_out / f"{safe}_top.png", export.png_bytes(top))
     return rows, files
 
 

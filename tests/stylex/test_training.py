@@ -4,6 +4,7 @@ AttFind end to end on tiny IDX files; bad AttFind settings fail with the fix."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -16,6 +17,8 @@ from scouter.stylex.data import StylexDataModule, load_idx_images
 from scouter.stylex.preprocessing import StylexInputError
 from scouter.stylex.run_attfind import AttFindOptions, run
 from tests.stylex.conftest import tiny_stylex
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def reconstruction_l1(module, images) -> float:
@@ -117,6 +120,7 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
         for j in range(len(found)):
             assert (out / f"{safe}_attr{j + 1}.png").is_file()
             assert (out / f"{safe}_attr{j + 1}.gif").is_file()
+        assert (out / f"{safe}_top.png").is_file() == bool(found)
 
 
 def test_attfind_images_are_the_trained_classes_test_images(idx_root):
@@ -128,6 +132,19 @@ def test_attfind_images_are_the_trained_classes_test_images(idx_root):
 def test_fit_without_a_classifier_fails_with_the_fix(tmp_path, idx_root):
     with pytest.raises(StylexInputError, match="no classifier given: pass --model.classifier"):
         main(["fit", "--data.root", str(idx_root), "--trainer.max_steps", "1"])
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "stylex").glob("*.yaml")), ids=str)
+def test_every_shipped_stylex_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert stop.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    shipped = yaml.safe_load(config.read_text())
+    for section in ("model", "data"):
+        for key, value in shipped[section].items():
+            assert printed[section][key] == value, f"{config.name}: {section}.{key}"
+    assert "image_size" not in printed["model"]  # linked from data.image_size
 
 
 @pytest.mark.parametrize(
