@@ -45,12 +45,26 @@ def timed(command: list[str], log: Path, cwd: Path = REPO) -> float:
 
 def fit_stylex(args: argparse.Namespace, work: Path, name: str, extra: list[str]) -> float:
     return timed(
-        [sys.executable, "stylex.py", "fit", "--config", f"configs/stylex/{args.config}.yaml",
-         "--model.classifier", str(args.classifier), "--trainer.max_steps", str(args.steps),
-         "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir",
-         str(work / name / "runs"), "--trainer.callbacks.dirpath", str(work / name / "ckpt"), *extra],
+        [
+            sys.executable,
+            "stylex.py",
+            "fit",
+            "--config",
+            f"configs/stylex/{args.config}.yaml",
+            "--model.classifier",
+            str(args.classifier),
+            "--trainer.max_steps",
+            str(args.steps),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.save_dir",
+            str(work / name / "runs"),
+            "--trainer.callbacks.dirpath",
+            str(work / name / "ckpt"),
+            *extra,
+        ],
         work / f"{name}.log",
-    )  # fmt: skip
+    )
 
 
 def table(results: dict) -> str:
@@ -70,11 +84,19 @@ def table(results: dict) -> str:
         f"| classifier agreement on reconstructions | {metrics['agreement']:.3f} |",
         f"| mean KL(C(x) ‖ C(x')) | {metrics['kl']:.3f} |",
         f"| stable images | {metrics['stable_images']} / {metrics['images']} |",
-    ]  # fmt: skip
-    lines += ["", "| sufficiency@k (mean over classes) | " + " | ".join(f"k={k}" for k in range(1, 11)) + " |",
-              "|---|" + "---|" * 10]  # fmt: skip
-    for key, label in (("mean_sufficiency", "StylEx"), ("mean_random", "random coordinates"),
-                       ("mean_baseline", "unconditioned StyleSpace baseline")):  # fmt: skip
+    ]
+    lines += [
+        "",
+        "| sufficiency@k (mean over classes) | "
+        + " | ".join(f"k={k}" for k in range(1, 11))
+        + " |",
+        "|---|" + "---|" * 10,
+    ]
+    for key, label in (
+        ("mean_sufficiency", "StylEx"),
+        ("mean_random", "random coordinates"),
+        ("mean_baseline", "unconditioned StyleSpace baseline"),
+    ):
         values = metrics.get(key) or []
         cells = " | ".join("n/a" if v is None else f"{v:.2f}" for v in values)
         lines.append(f"| {label} | {cells} |")
@@ -86,26 +108,42 @@ def main() -> None:
     parser.add_argument("--config", default="fashion_mnist_tshirt_shirt")
     parser.add_argument("--classifier", type=Path, help="skip training one; use this checkpoint")
     parser.add_argument("--classifier-steps", type=int, default=300)
-    parser.add_argument("--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)")
+    parser.add_argument(
+        "--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)"
+    )
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_stylex")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "stylex")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
-    results: dict = {"command": "python bench/stylex.py " + " ".join(sys.argv[1:]),
-                     "steps": args.steps, "config": args.config,
-                     "classifier_steps": args.classifier_steps, "classifier_seconds": 0.0}  # fmt: skip
+    results: dict = {
+        "command": "python bench/stylex.py " + " ".join(sys.argv[1:]),
+        "steps": args.steps,
+        "config": args.config,
+        "classifier_steps": args.classifier_steps,
+        "classifier_seconds": 0.0,
+    }
     if args.classifier is None:
         folder = args.work / "classifier"  # train.py writes checkpoints/... below its cwd
         folder.mkdir(exist_ok=True)
         results["classifier_seconds"] = timed(
-            [sys.executable, str(REPO / "train.py"), "fit", "--config",
-             str(REPO / "configs/fashion_mnist/fc.yaml"), "--data.image_size", "32",
-             "--trainer.max_steps", str(args.classifier_steps),
-             "--trainer.enable_progress_bar", "false"],
-            args.work / "classifier.log", cwd=folder,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                "fit",
+                "--config",
+                str(REPO / "configs/fashion_mnist/fc.yaml"),
+                "--data.image_size",
+                "32",
+                "--trainer.max_steps",
+                str(args.classifier_steps),
+                "--trainer.enable_progress_bar",
+                "false",
+            ],
+            args.work / "classifier.log",
+            cwd=folder,
+        )
         args.classifier = next(folder.glob("checkpoints/**/last.ckpt"))
     results["classifier"] = str(args.classifier)
     results["stylex_seconds"] = fit_stylex(args, args.work, "stylex", [])
@@ -114,11 +152,21 @@ def main() -> None:
     )
     out = args.work / "attfind"
     results["attfind_command_seconds"] = timed(
-        [sys.executable, "stylex.py", "attfind", "--checkpoint", str(args.work / "stylex/ckpt/last.ckpt"),
-         "--baseline", str(args.work / "baseline/ckpt/last.ckpt"), "--out", str(out),
-         "--num-images", str(args.num_images)],
+        [
+            sys.executable,
+            "stylex.py",
+            "attfind",
+            "--checkpoint",
+            str(args.work / "stylex/ckpt/last.ckpt"),
+            "--baseline",
+            str(args.work / "baseline/ckpt/last.ckpt"),
+            "--out",
+            str(out),
+            "--num-images",
+            str(args.num_images),
+        ],
         args.work / "attfind.log",
-    )  # fmt: skip
+    )
     import torch
 
     results["machine"] = machine_description(torch.device("cpu"))

@@ -84,12 +84,16 @@ def cat_rows(parts: Sequence[Any]) -> Any:
 def image_noise(model: StyleModel, count: int, seed: int, device: torch.device) -> Any:
     """Noise for images ``0..count-1``: image ``n`` always gets the noise of seed ``seed + n``."""
     noises = [model.make_noise(1, torch.Generator().manual_seed(seed + n)) for n in range(count)]
-    moved = [p.to(device) if isinstance(p, torch.Tensor) else [t.to(device) for t in p] for p in noises]
+    moved = [
+        p.to(device) if isinstance(p, torch.Tensor) else [t.to(device) for t in p] for p in noises
+    ]
     return cat_rows(moved)
 
 
 @torch.no_grad()
-def encode_all(model: StyleModel, images: torch.Tensor, batch: int = 64) -> tuple[torch.Tensor, Any]:
+def encode_all(
+    model: StyleModel, images: torch.Tensor, batch: int = 64
+) -> tuple[torch.Tensor, Any]:
     """StyleSpace ``(N, |S|)`` and extras of ``images (N, C, S, S)``, in batches."""
     parts = [model.encode(images[i : i + batch]) for i in range(0, len(images), batch)]
     return torch.cat([p[0] for p in parts]), cat_rows([p[1] for p in parts])
@@ -195,9 +199,14 @@ def select_attributes(
         if not mean[coordinate, direction] > 0:
             break  # nothing left moves the target up on the unexplained images
         chosen.append(
-            Attribute(coordinate, direction, float(mean[coordinate, direction]),
-                      int(active.sum()), int(target))
-        )  # fmt: skip
+            Attribute(
+                coordinate,
+                direction,
+                float(mean[coordinate, direction]),
+                int(active.sum()),
+                int(target),
+            )
+        )
         used[coordinate] = True
         running += effects[:, coordinate, direction]
     return chosen
@@ -207,7 +216,7 @@ def merge_two_classes(first: list[Attribute], second: list[Attribute], k: int) -
     """A binary classifier's top-``k``: the two classes' lists interleaved, each coordinate once."""
     merged: list[Attribute] = []
     seen: set[int] = set()
-    for pair in zip(first + [None] * len(second), second + [None] * len(first)):
+    for pair in zip(first + [None] * len(second), second + [None] * len(first), strict=True):
         for attribute in pair:
             if attribute is not None and attribute.coordinate not in seen and len(merged) < k:
                 merged.append(attribute)
@@ -225,7 +234,9 @@ def image_top_k(table: torch.Tensor, index: int, target: int, k: int) -> list[At
         coordinate, direction = divmod(flat, 2)
         if coordinate in seen:
             continue
-        chosen.append(Attribute(coordinate, direction, float(effects[coordinate, direction]), 1, target))
+        chosen.append(
+            Attribute(coordinate, direction, float(effects[coordinate, direction]), 1, target)
+        )
         seen.add(coordinate)
         if len(chosen) == k:
             break

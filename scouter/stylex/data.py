@@ -64,9 +64,12 @@ def load_idx_images(
     pixels = torch.from_numpy(np.array(images[keep], dtype=np.float32) / 255.0)[:, None]
     if pixels.shape[-1] != image_size:
         pixels = F.interpolate(
-            pixels, size=(image_size, image_size), mode="bilinear", align_corners=False,
+            pixels,
+            size=(image_size, image_size),
+            mode="bilinear",
+            align_corners=False,
             antialias=image_size < pixels.shape[-1],
-        )  # fmt: skip
+        )
     return pixels.clamp(0, 1) * 2 - 1, torch.from_numpy(labels[keep])
 
 
@@ -144,6 +147,9 @@ class StylexDataModule(pl.LightningDataModule):
         self.setup()
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
             generator=generator,
-        )  # fmt: skip
+        )

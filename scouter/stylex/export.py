@@ -55,12 +55,12 @@ def pair_sheet(
     """
     from PIL import Image, ImageDraw
 
-    tiles = [(to_pil(o, scale), to_pil(e, scale)) for o, e in zip(originals, edited)]
+    tiles = [(to_pil(o, scale), to_pil(e, scale)) for o, e in zip(originals, edited, strict=True)]
     width, height = tiles[0][0].size
     caption = 12
     sheet = Image.new("RGB", (2 * width + 6, len(tiles) * (height + caption + 4)), "white")
     draw = ImageDraw.Draw(sheet)
-    for row, ((left, right), po, pe) in enumerate(zip(tiles, p_original, p_edited)):
+    for row, ((left, right), po, pe) in enumerate(zip(tiles, p_original, p_edited, strict=True)):
         top = row * (height + caption + 4)
         sheet.paste(left, (0, top))
         sheet.paste(right, (width + 6, top))
@@ -83,7 +83,7 @@ def side_by_side(sheets: Sequence[Any], titles: Sequence[str]) -> Any:
     height = max(sheet.height for sheet in sheets) + header
     figure = Image.new("RGB", (width, height), "white")
     draw, left = ImageDraw.Draw(figure), 0
-    for sheet, title in zip(sheets, titles):
+    for sheet, title in zip(sheets, titles, strict=True):
         draw.text((left + 1, 1), title[:32], fill="black")
         figure.paste(sheet, (left, header))
         left += sheet.width + gap
@@ -106,8 +106,14 @@ def flicker_frames(originals: torch.Tensor, edited: torch.Tensor, scale: int = 3
 
 def gif_bytes(frames: Sequence[Any], duration_ms: int = 600) -> bytes:
     buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=list(frames[1:]),
-                   duration=duration_ms, loop=0)  # fmt: skip
+    frames[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=list(frames[1:]),
+        duration=duration_ms,
+        loop=0,
+    )
     return buffer.getvalue()
 
 
@@ -156,7 +162,7 @@ def attribute_section(
         f'<figure><img src="{_uri("png", f["png"])}"><figcaption>{html.escape(str(r["name"]))}'
         f'</figcaption></figure><figure><img src="{_uri("gif", f["gif"])}"><figcaption>flicker'
         "</figcaption></figure><br>"
-        for r, f in zip(rows, files)
+        for r, f in zip(rows, files, strict=True)
     )
     return f"<h2>{html.escape(title)}</h2>{table_html(rows)}{figures}"
 
@@ -165,7 +171,9 @@ def write_report(
     path: Path, title: str, metrics: Mapping[str, Any], sections: Sequence[str], notes: str = ""
 ) -> Path:
     """The self-contained HTML report: run metrics, notes, then the class sections."""
-    flat = [{"metric": k, "value": v} for k, v in metrics.items() if not isinstance(v, (list, dict))]
+    flat = [
+        {"metric": k, "value": v} for k, v in metrics.items() if not isinstance(v, (list, dict))
+    ]
     curves = [
         {"metric": k, "value": ", ".join(f"{x:.2f}" for x in v)}
         for k, v in metrics.items()

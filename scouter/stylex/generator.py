@@ -123,7 +123,7 @@ class StyleGenerator(nn.Module):
         in_ch, res = channels, 4
         while res <= size:
             out_ch = channels if res <= 8 else max(min_channels, channels * 8 // res)
-            for upsample in ([False] if res == 4 else [True, False]):
+            for upsample in [False] if res == 4 else [True, False]:
                 self.convs.append(StyledConv(in_ch, out_ch, upsample))
                 self.conv_affines.append(EqualLinear(w_dim + c_dim, in_ch, bias_init=1.0))
                 in_ch = out_ch
@@ -164,10 +164,12 @@ class StyleGenerator(nn.Module):
             index -= dim
         raise IndexError(f"StyleSpace has {self.style_space_size} coordinates")
 
-    def make_noise(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    def make_noise(
+        self, batch: int, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
         """Per-layer noise maps ``(B, 1, r, r)``; pass the same list to re-synthesise an image."""
         device = self.const.device
-        sizes = [4] + [r for r in (2 ** k for k in range(3, self.size.bit_length())) for _ in (0, 1)]
+        sizes = [4] + [r for r in (2**k for k in range(3, self.size.bit_length())) for _ in (0, 1)]
         return [
             torch.randn(batch, 1, r, r, generator=generator, device="cpu").to(device) for r in sizes
         ]

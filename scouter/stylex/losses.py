@@ -28,5 +28,6 @@ def classifier_kl(original_logits: torch.Tensor, edited_logits: torch.Tensor) ->
     ``original_logits`` / ``edited_logits``: ``(B, K)``. Zero exactly when the two agree.
     """
     target = F.log_softmax(original_logits, dim=1)
-    return F.kl_div(F.log_softmax(edited_logits, dim=1), target, log_target=True,
-                    reduction="batchmean")  # fmt: skip
+    return F.kl_div(
+        F.log_softmax(edited_logits, dim=1), target, log_target=True, reduction="batchmean"
+    )

@@ -46,9 +46,11 @@ def reconstruction_metrics(
     recon = synthesize_all(model, styles, extras, noise)
     original, reconstructed = classify_all(model, images), classify_all(model, recon)
     kl = F.kl_div(
-        F.log_softmax(reconstructed, 1), F.log_softmax(original, 1), log_target=True,
+        F.log_softmax(reconstructed, 1),
+        F.log_softmax(original, 1),
+        log_target=True,
         reduction="none",
-    ).sum(1)  # fmt: skip
+    ).sum(1)
     return {
         "reconstruction_l1": float((recon - images).abs().mean()),
         "agreement": float((reconstructed.argmax(1) == original.argmax(1)).float().mean()),
@@ -98,16 +100,18 @@ def sufficiency_curve(
     keep = eligible_images(model, styles, extras, noise, target)
     rows = keep.nonzero().flatten()
     sub = (styles[rows], take(extras, rows), take(noise, rows))
-    return [
-        flip_share(model, *sub, ranges, attributes[:k], target) for k in range(1, max_k + 1)
-    ]
+    return [flip_share(model, *sub, ranges, attributes[:k], target) for k in range(1, max_k + 1)]
 
 
-def random_attributes(size: int, k: int, generator: torch.Generator, target: int) -> list[Attribute]:
+def random_attributes(
+    size: int, k: int, generator: torch.Generator, target: int
+) -> list[Attribute]:
     """``k`` distinct random coordinates of a ``size``-coordinate StyleSpace, random directions."""
     coords = torch.randperm(size, generator=generator)[:k].tolist()
     directions = torch.randint(0, 2, (len(coords),), generator=generator).tolist()
-    return [Attribute(c, d, float("nan"), 0, target) for c, d in zip(coords, directions)]
+    return [
+        Attribute(c, d, float("nan"), 0, target) for c, d in zip(coords, directions, strict=True)
+    ]
 
 
 def random_sufficiency_curve(
@@ -129,9 +133,14 @@ def random_sufficiency_curve(
     curve = []
     for k in range(1, max_k + 1):
         shares = [
-            flip_share(model, *sub, ranges, random_attributes(styles.shape[1], k, generator, target),
-                       target)
+            flip_share(
+                model,
+                *sub,
+                ranges,
+                random_attributes(styles.shape[1], k, generator, target),
+                target,
+            )
             for _ in range(draws)
-        ]  # fmt: skip
+        ]
         curve.append(float(sum(shares) / len(shares)))
     return curve

@@ -48,17 +48,23 @@ class AttFindOptions:
         """Refuse settings that cannot work, naming the option and the fix."""
         for name in ("num_images", "k", "chunk", "random_draws", "show_images"):
             if int(getattr(self, name)) < 1:
-                raise StylexInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise StylexInputError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         for name in ("threshold", "explained_threshold"):
             if not float(getattr(self, name)) > 0:
-                raise StylexInputError(f"--{name.replace('_', '-')} must be > 0 (logits), got {getattr(self, name)}")
+                raise StylexInputError(
+                    f"--{name.replace('_', '-')} must be > 0 (logits), got {getattr(self, name)}"
+                )
         if not 0 <= float(self.max_unstable) <= 1:
             raise StylexInputError(
                 f"--max-unstable is a share of StyleSpace coordinates in [0, 1], got {self.max_unstable}"
             )
         out = Path(self.out)
         if out.exists() and not out.is_dir():
-            raise StylexInputError(f"--out {self.out!r} is a file: pass a folder (created if missing)")
+            raise StylexInputError(
+                f"--out {self.out!r} is a file: pass a folder (created if missing)"
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,7 +73,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise StylexInputError(f"--device {name!r} is not a device ({error}): use auto, cpu or cuda") from None
+        raise StylexInputError(
+            f"--device {name!r} is not a device ({error}): use auto, cpu or cuda"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StylexInputError(f"--device {name!r}: CUDA is not available here; use --device cpu")
     return device
@@ -107,9 +115,13 @@ class Explained:
         )
         self.seconds = time.perf_counter() - start
         size = self.styles.shape[1]
-        self.keep = af.stable_images(self.table, options.threshold, int(options.max_unstable * size))
+        self.keep = af.stable_images(
+            self.table, options.threshold, int(options.max_unstable * size)
+        )
 
-    def select(self, target: int, options: AttFindOptions) -> tuple[list[af.Attribute], list[float]]:
+    def select(
+        self, target: int, options: AttFindOptions
+    ) -> tuple[list[af.Attribute], list[float]]:
         """Top-k attributes of ``target`` (over stable images not yet classified as it), sufficiency."""
         eligible = sm.eligible_images(self.model, self.styles, self.extras, self.noise, target)
         picks = af.select_attributes(
@@ -122,34 +134,61 @@ class Explained:
 
 
 def _export_attributes(
-    run: Explained, images_out: Path, class_name: str, target: int, picks: list[af.Attribute],
+    run: Explained,
+    images_out: Path,
+    class_name: str,
+    target: int,
+    picks: list[af.Attribute],
     options: AttFindOptions,
-) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:  # fmt: skip
+) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:
     from scouter.stylex import export
 
     eligible = sm.eligible_images(run.model, run.styles, run.extras, run.noise, target)
     rows_idx = eligible.nonzero().flatten()[: options.show_images]
     if len(rows_idx) == 0:
         return [], []
-    styles, extras, noise = run.styles[rows_idx], af.take(run.extras, rows_idx), af.take(run.noise, rows_idx)
+    styles, extras, noise = (
+        run.styles[rows_idx],
+        af.take(run.extras, rows_idx),
+        af.take(run.noise, rows_idx),
+    )
     recon = sm.synthesize_all(run.model, styles, extras, noise)
     p_recon = sm.classify_all(run.model, recon).softmax(1)[:, target].tolist()
     rows, files, sheets = [], [], []
     safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
     for j, attribute in enumerate(picks):
-        edited = sm.synthesize_all(run.model, af.apply_attributes(styles, [attribute], run.ranges), extras, noise)
+        edited = sm.synthesize_all(
+            run.model, af.apply_attributes(styles, [attribute], run.ranges), extras, noise
+        )
         p_edit = sm.classify_all(run.model, edited).softmax(1)[:, target].tolist()
         layer, channel = run.module.generator.coordinate(attribute.coordinate)
         name = f"{safe}_attr{j + 1}"
         sheet = export.pair_sheet(recon, edited, p_recon, p_edit, class_name)
-        files.append(export.write_attribute_files(images_out, name, sheet, export.flicker_frames(recon, edited)))
+        files.append(
+            export.write_attribute_files(
+                images_out, name, sheet, export.flicker_frames(recon, edited)
+            )
+        )
         sheets.append(sheet)
-        rows.append({"name": name, "coordinate": attribute.coordinate, "layer": layer, "channel": channel,
-                     "towards": attribute.towards, "mean_logit_effect": attribute.mean_effect,
-                     "images": attribute.images,
-                     "mean_p_change": float(sum(pe - po for po, pe in zip(p_recon, p_edit)) / len(p_edit))})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "coordinate": attribute.coordinate,
+                "layer": layer,
+                "channel": channel,
+                "towards": attribute.towards,
+                "mean_logit_effect": attribute.mean_effect,
+                "images": attribute.images,
+                "mean_p_change": float(
+                    sum(pe - po for po, pe in zip(p_recon, p_edit, strict=True)) / len(p_edit)
+                ),
+            }
+        )
     if sheets:  # the top attributes side by side: one figure per class
-        top = export.side_by_side(sheets[:4], [f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}" for r in rows])
+        top = export.side_by_side(
+            sheets[:4],
+            [f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}" for r in rows],
+        )
         atomic_write_bytes(images_out / f"{safe}_top.png", export.png_bytes(top))
     return rows, files
 
@@ -166,14 +205,26 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     data = data_settings(options.checkpoint)
     classes = data.get("classes")
     images, labels = load_idx_images(
-        data.get("dataset", "fashion_mnist"), options.data_root or data.get("root"), "test",
-        module.hparams.image_size, classes, options.num_images,
-    )  # fmt: skip
+        data.get("dataset", "fashion_mnist"),
+        options.data_root or data.get("root"),
+        "test",
+        module.hparams.image_size,
+        classes,
+        options.num_images,
+    )
     images = images.to(device)
     from scouter.data.idx import FASHION_MNIST_CLASSES
 
-    all_names = FASHION_MNIST_CLASSES if data.get("dataset", "fashion_mnist") == "fashion_mnist" else [str(i) for i in range(10)]
-    names = [all_names[c] for c in classes] if classes else list(all_names[: module.classifier.num_classes])
+    all_names = (
+        FASHION_MNIST_CLASSES
+        if data.get("dataset", "fashion_mnist") == "fashion_mnist"
+        else [str(i) for i in range(10)]
+    )
+    names = (
+        [all_names[c] for c in classes]
+        if classes
+        else list(all_names[: module.classifier.num_classes])
+    )
     targets = options.targets if options.targets is not None else list(range(len(names)))
     bad = [t for t in targets if not 0 <= int(t) < len(names)]
     if bad:
@@ -181,7 +232,9 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             f"--targets {bad} are not outputs of this StylEx's classifier (0..{len(names) - 1}: {names})"
         )
     run_main = Explained(module, images, options)
-    recon = sm.reconstruction_metrics(run_main.model, images, run_main.styles, run_main.extras, run_main.noise)
+    recon = sm.reconstruction_metrics(
+        run_main.model, images, run_main.styles, run_main.extras, run_main.noise
+    )
     baseline = None
     if options.baseline:
         base_module = load_stylex(options.baseline).to(device)
@@ -189,19 +242,35 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "checkpoint": str(options.checkpoint), "images": len(images),
-        "style_space_size": int(run_main.styles.shape[1]), "stable_images": int(run_main.keep.sum()),
-        "attfind_seconds": run_main.seconds, **recon, "classes": names, "targets": {},
-    }  # fmt: skip
+        "checkpoint": str(options.checkpoint),
+        "images": len(images),
+        "style_space_size": int(run_main.styles.shape[1]),
+        "stable_images": int(run_main.keep.sum()),
+        "attfind_seconds": run_main.seconds,
+        **recon,
+        "classes": names,
+        "targets": {},
+    }
     sections, picks_by_target = [], {}
     for target in targets:
         picks, curve = run_main.select(target, options)
         picks_by_target[target] = picks
         random_curve = sm.random_sufficiency_curve(
-            run_main.model, run_main.styles, run_main.extras, run_main.noise, run_main.ranges,
-            target, options.k, options.random_draws, options.seed,
-        )  # fmt: skip
-        entry = {"attributes": [p.to_dict() for p in picks], "sufficiency": curve, "random": random_curve}
+            run_main.model,
+            run_main.styles,
+            run_main.extras,
+            run_main.noise,
+            run_main.ranges,
+            target,
+            options.k,
+            options.random_draws,
+            options.seed,
+        )
+        entry = {
+            "attributes": [p.to_dict() for p in picks],
+            "sufficiency": curve,
+            "random": random_curve,
+        }
         if baseline is not None:
             entry["baseline"] = baseline.select(target, options)[1]
         rows, files = _export_attributes(run_main, out, names[target], target, picks, options)
@@ -213,12 +282,21 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     for key in ("sufficiency", "random", "baseline"):
         curves = [t[key] for t in results["targets"].values() if key in t]
         if curves:
-            results[f"mean_{key}"] = [sum(c[i] for c in curves) / len(curves) for i in range(options.k)]
+            results[f"mean_{key}"] = [
+                sum(c[i] for c in curves) / len(curves) for i in range(options.k)
+            ]
     atomic_write_text(out / "metrics.json", json.dumps(finite_json(results), indent=2))
-    atomic_write_text(out / "attributes.json", json.dumps(
-        {names[t]: [p.to_dict() for p in picks] for t, picks in picks_by_target.items()}, indent=2))  # fmt: skip
-    notes = (f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
-             f"|S| = {results['style_space_size']}; pairs: reconstruction | edited, p = p(class).")  # fmt: skip
+    atomic_write_text(
+        out / "attributes.json",
+        json.dumps(
+            {names[t]: [p.to_dict() for p in picks] for t, picks in picks_by_target.items()},
+            indent=2,
+        ),
+    )
+    notes = (
+        f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
+        f"|S| = {results['style_space_size']}; pairs: reconstruction | edited, p = p(class)."
+    )
     export.write_report(out / "report.html", "StylEx attributes", results, sections, notes)
     return results
 
@@ -231,10 +309,18 @@ def parse_args(argv: list[str] | None) -> AttFindOptions:
     p.add_argument("--num-images", type=int, default=200, help="test images searched")
     p.add_argument("--k", type=int, default=10, help="attributes per class")
     p.add_argument("--threshold", type=float, default=5.0, help="|logit change| counted as large")
-    p.add_argument("--max-unstable", type=float, default=0.2,
-                   help="drop images where more than this share of coordinates has a large change")
-    p.add_argument("--explained-threshold", type=float, default=2.0,
-                   help="an image is explained once its chosen attributes add this much target logit")
+    p.add_argument(
+        "--max-unstable",
+        type=float,
+        default=0.2,
+        help="drop images where more than this share of coordinates has a large change",
+    )
+    p.add_argument(
+        "--explained-threshold",
+        type=float,
+        default=2.0,
+        help="an image is explained once its chosen attributes add this much target logit",
+    )
     p.add_argument("--chunk", type=int, default=1024, help="edits per batch")
     p.add_argument("--seed", type=int, default=0, help="noise and random-baseline seed")
     p.add_argument("--baseline", help="an unconditioned StylEx .ckpt (model.conditional false)")

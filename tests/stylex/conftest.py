@@ -70,8 +70,14 @@ def idx_root(tmp_path_factory) -> Path:
 def classifier_ckpt(tmp_path_factory, idx_root) -> Path:
     """A 3-class, 1-channel, 16×16 classifier checkpoint in train.py's layout."""
     folder = tmp_path_factory.mktemp("stylex_clf")
-    data = {"dataset": "fashion_mnist", "root": str(idx_root), "image_size": 16, "in_chans": 1,
-            "mean": [0.5], "std": [0.5]}  # fmt: skip
+    data = {
+        "dataset": "fashion_mnist",
+        "root": str(idx_root),
+        "image_size": 16,
+        "in_chans": 1,
+        "mean": [0.5],
+        "std": [0.5],
+    }
     return write_classifier_ckpt(folder / "clf.ckpt", tiny_classifier(), data)
 
 

@@ -76,12 +76,16 @@ def test_effect_table_equals_one_edit_at_a_time():
     table = af.effect_table(model, styles, extras, noise, ranges, chunk=3)  # chunks split edits
     expected = torch.zeros(4, 5, 2, 3)
     for n in range(4):
-        base = model.classify(model.synthesize(styles[n : n + 1], extras[n : n + 1], noise[n : n + 1]))
+        base = model.classify(
+            model.synthesize(styles[n : n + 1], extras[n : n + 1], noise[n : n + 1])
+        )
         for i in range(5):
             for d in range(2):
                 edited = styles[n : n + 1].clone()
                 edited[0, i] = ranges[d, i]
-                logits = model.classify(model.synthesize(edited, extras[n : n + 1], noise[n : n + 1]))
+                logits = model.classify(
+                    model.synthesize(edited, extras[n : n + 1], noise[n : n + 1])
+                )
                 expected[n, i, d] = (logits - base)[0]
     torch.testing.assert_close(table, expected)
 
@@ -140,7 +144,12 @@ def test_unstable_filter_drops_exactly_the_images_over_the_limit():
     table[3, 1, 0, 0] = table[3, 2, 1, 1] = table[3, 4, 0, 1] = 9.0  # image 3: three → dropped
     keep = af.stable_images(table, threshold=1.0, max_unstable=1)
     assert keep.tolist() == [True, False, True, False]
-    assert af.stable_images(table, threshold=1.0, max_unstable=0).tolist() == [False, False, True, False]
+    assert af.stable_images(table, threshold=1.0, max_unstable=0).tolist() == [
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_two_class_merge_interleaves_and_skips_repeated_coordinates():
@@ -161,7 +170,9 @@ def test_per_image_top_k_takes_each_coordinate_once():
 def test_apply_attributes_sets_every_coordinate_to_its_extreme():
     styles = torch.zeros(2, 3)
     ranges = torch.tensor([[-1.0, -2.0, -3.0], [1.0, 2.0, 3.0]])
-    edited = af.apply_attributes(styles, [af.Attribute(0, 1, 0, 0, 0), af.Attribute(2, 0, 0, 0, 0)], ranges)
+    edited = af.apply_attributes(
+        styles, [af.Attribute(0, 1, 0, 0, 0), af.Attribute(2, 0, 0, 0, 0)], ranges
+    )
     assert edited.tolist() == [[1.0, 0.0, -3.0]] * 2
     assert styles.abs().sum() == 0  # the input is not modified
 

@@ -27,7 +27,9 @@ def test_modulated_conv_equals_per_sample_modulated_demodulated_weights():
 
 def generator(c_dim: int = 3) -> StyleGenerator:
     torch.manual_seed(0)
-    return StyleGenerator(16, 1, w_dim=8, c_dim=c_dim, channels=16, min_channels=8, mapping_layers=2)
+    return StyleGenerator(
+        16, 1, w_dim=8, c_dim=c_dim, channels=16, min_channels=8, mapping_layers=2
+    )
 
 
 def test_conditioning_enters_the_styles():
@@ -37,7 +39,9 @@ def test_conditioning_enters_the_styles():
     s1, s2 = gen.styles(w, c1), gen.styles(w, c2)
     assert s1.shape == (2, gen.style_space_size)
     assert (s1 - s2).abs().amax() > 1e-3  # every layer's style moves with c
-    for a, b in zip(torch.split(s1, gen.style_dims, 1), torch.split(s2, gen.style_dims, 1)):
+    for a, b in zip(
+        torch.split(s1, gen.style_dims, 1), torch.split(s2, gen.style_dims, 1), strict=True
+    ):
         assert (a - b).abs().amax() > 1e-4
     noise = gen.make_noise(2, torch.Generator().manual_seed(1))
     assert not torch.allclose(gen(w, c1, noise), gen(w, c2, noise))
@@ -56,7 +60,11 @@ def test_style_space_layout_and_same_noise_same_image():
     # 4x4: conv 16→16; 8x8: 16→16, 16→16; 16x16: 16→8, 8→8 (input channels are the styles).
     assert gen.style_dims == [16, 16, 16, 16, 8]
     assert gen.style_space_size == 72
-    assert gen.coordinate(0) == (0, 0) and gen.coordinate(17) == (1, 1) and gen.coordinate(71) == (4, 7)
+    assert (
+        gen.coordinate(0) == (0, 0)
+        and gen.coordinate(17) == (1, 1)
+        and gen.coordinate(71) == (4, 7)
+    )
     with pytest.raises(IndexError):
         gen.coordinate(72)
     w, c = torch.randn(3, 8), torch.softmax(torch.randn(3, 3), 1)

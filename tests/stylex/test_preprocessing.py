@@ -23,8 +23,14 @@ from tests.stylex.conftest import PREP, tiny_classifier, tiny_stylex, write_clas
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_mapping_equals_the_data_module_pipeline(idx_root, in_chans):
     # At the native 28 px no resize is involved: channels and normalisation must match exactly.
-    data = {"dataset": "fashion_mnist", "root": str(idx_root), "image_size": 28,
-            "in_chans": in_chans, "num_workers": 0, "batch_size": 4}  # fmt: skip
+    data = {
+        "dataset": "fashion_mnist",
+        "root": str(idx_root),
+        "image_size": 28,
+        "in_chans": in_chans,
+        "num_workers": 0,
+        "batch_size": 4,
+    }
     module = ScouterDataModule(**data)
     module.setup()
     prep = preprocessing_from_data_settings(data)
@@ -66,7 +72,9 @@ def test_explained_classifier_selects_classes_and_passes_gradients():
 
 @pytest.mark.parametrize("classes", [[1], [0, 0], [0, 3]])
 def test_bad_class_selection_names_the_valid_range(classes):
-    with pytest.raises(StylexInputError, match=r"distinct class indices of the classifier \(0..2\)"):
+    with pytest.raises(
+        StylexInputError, match=r"distinct class indices of the classifier \(0..2\)"
+    ):
         ExplainedClassifier(tiny_classifier(), ClassifierPreprocessing.from_dict(PREP), classes)
 
 
@@ -112,8 +120,11 @@ def test_classifier_with_another_channel_count_fails_before_training():
 
 def test_classifier_with_another_input_size_fails_before_training():
     prep = {**PREP, "image_size": 32}
-    with pytest.raises(StylexInputError, match=r"takes 32x32 images but StylEx generates 16x16.*"
-                       r"resize_for_classifier"):  # fmt: skip
+    with pytest.raises(
+        StylexInputError,
+        match=r"takes 32x32 images but StylEx generates 16x16.*"
+        r"resize_for_classifier",
+    ):
         tiny_stylex(classifier_preprocessing=prep)
     module = tiny_stylex(classifier_preprocessing=prep, resize_for_classifier=True)
     assert module.classifier(torch.zeros(1, 1, 16, 16)).shape == (1, 3)

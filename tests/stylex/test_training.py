@@ -29,8 +29,14 @@ def reconstruction_l1(module, images) -> float:
 
 
 def trainer(steps: int, **extra) -> pl.Trainer:
-    settings = dict(max_steps=steps, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    settings = dict(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     return pl.Trainer(**{**settings, **extra})
 
 
@@ -76,7 +82,9 @@ def test_loading_something_else_as_stylex_names_the_right_file(tmp_path, classif
 def test_unconditioned_baseline_trains_without_classifier_in_styles(idx_root):
     module = tiny_stylex(conditional=False)
     assert module.generator.c_dim == 0 and module.discriminator.num_classes == 0
-    trainer(4).fit(module, datamodule=StylexDataModule(root=str(idx_root), image_size=16, batch_size=8))
+    trainer(4).fit(
+        module, datamodule=StylexDataModule(root=str(idx_root), image_size=16, batch_size=8)
+    )
     assert module.encode(torch.zeros(1, 1, 16, 16))["c"] is None
 
 
@@ -86,19 +94,45 @@ def cli_run(tmp_path_factory, idx_root, classifier_ckpt):
     folder = tmp_path_factory.mktemp("stylex_cli")
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 6, "logger": False,
-                    "enable_progress_bar": False, "enable_model_summary": False,
-                    "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-                                   "init_args": {"dirpath": str(folder / "ckpt"), "save_last": True}}]},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 6,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "callbacks": [
+                {
+                    "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(folder / "ckpt"), "save_last": True},
+                }
+            ],
+        },
         "model": {"w_dim": 16, "channels": 16, "min_channels": 8, "mapping_layers": 2},
         "data": {"root": str(idx_root), "image_size": 16, "classes": [0, 1], "batch_size": 8},
-    }  # fmt: skip
+    }
     (folder / "c.yaml").write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(folder / "c.yaml"), "--model.classifier", str(classifier_ckpt)])
     out = folder / "attfind"
-    results = main(["attfind", "--checkpoint", str(folder / "ckpt" / "last.ckpt"), "--out", str(out),
-                    "--num-images", "6", "--k", "3", "--random-draws", "2", "--show-images", "2",
-                    "--baseline", str(folder / "ckpt" / "last.ckpt")])  # fmt: skip
+    results = main(
+        [
+            "attfind",
+            "--checkpoint",
+            str(folder / "ckpt" / "last.ckpt"),
+            "--out",
+            str(out),
+            "--num-images",
+            "6",
+            "--k",
+            "3",
+            "--random-draws",
+            "2",
+            "--show-images",
+            "2",
+            "--baseline",
+            str(folder / "ckpt" / "last.ckpt"),
+        ]
+    )
     return folder, out, results
 
 
