@@ -193,6 +193,22 @@ def _export_attributes(
     return rows, files
 
 
+def check_same_setting(module: Any, baseline: Any, path: str) -> None:
+    """Refuse a ``--baseline`` trained for other images or another classifier output."""
+    ours = (module.hparams.image_size, module.classifier.num_classes, module.classifier.classes)
+    theirs = (
+        baseline.hparams.image_size,
+        baseline.classifier.num_classes,
+        baseline.classifier.classes,
+    )
+    if ours != theirs:
+        raise StylexInputError(
+            f"--baseline {path!r} was trained for (image size, classes, class subset) {theirs} but "
+            f"the StylEx checkpoint for {ours}: train the baseline with the same config and "
+            "--model.conditional false"
+        )
+
+
 def run(options: AttFindOptions) -> dict[str, Any]:
     """AttFind end to end (module docstring); returns what ``metrics.json`` holds."""
     from scouter.stylex import export
@@ -238,6 +254,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     baseline = None
     if options.baseline:
         base_module = load_stylex(options.baseline).to(device)
+        check_same_setting(module, base_module, options.baseline)
         baseline = Explained(base_module, images, options)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -153,3 +153,16 @@ def test_a_folder_instead_of_a_classifier_lists_the_checkpoints_inside(tmp_path,
 
     with pytest.raises(StylexInputError, match="is a directory.*clf.ckpt"):
         StylexModule(str(classifier_ckpt.parent))
+
+
+@pytest.mark.parametrize("setting", ["lr", "encoder_lr_ratio", "r1_interval"])
+def test_non_positive_training_settings_are_refused(setting):
+    with pytest.raises(StylexInputError, match=f"model.{setting} must be > 0"):
+        tiny_stylex(**{setting: 0})
+
+
+def test_a_module_classifier_without_preprocessing_asks_for_it():
+    from scouter.stylex.module import StylexModule
+
+    with pytest.raises(StylexInputError, match="needs classifier_preprocessing"):
+        StylexModule(tiny_classifier(), image_size=16)

@@ -222,3 +222,13 @@ def test_bad_data_settings_fail_with_the_fix(idx_root, settings, message):
     with pytest.raises(StylexInputError, match=message):
         data = StylexDataModule(**{"root": str(idx_root), "image_size": 16, **settings})
         data.setup()
+
+
+def test_a_baseline_for_other_classes_is_refused(cli_run, tmp_path):
+    from scouter.stylex.run_attfind import check_same_setting
+
+    module = load_stylex(cli_run[0] / "ckpt" / "last.ckpt")
+    other = tiny_stylex(conditional=False)  # all three classes, not the pair [0, 1]
+    with pytest.raises(StylexInputError, match="train the baseline with the same config"):
+        check_same_setting(module, other, "other.ckpt")
+    check_same_setting(module, module, "same.ckpt")
