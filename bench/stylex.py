@@ -172,7 +172,7 @@ def main() -> None:
     results["machine"] = machine_description(torch.device("cpu"))
     results["threads"] = os.environ.get("OMP_NUM_THREADS", "default")
     results["attfind"] = json.loads((out / "metrics.json").read_text())
-    for picture in sorted(out.glob("*_attr1.png")) + sorted(out.glob("*_attr1.gif")):
+    for picture in sorted(out.glob("*_top.png")) + sorted(out.glob("*_attr1.gif")):
         shutil.copy(picture, args.results / picture.name)
     (args.results / "results.json").write_text(json.dumps(results, indent=2))
     (args.results / "results.md").write_text(table(results))
