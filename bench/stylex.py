@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,17 @@ def fit_stylex(args: argparse.Namespace, work: Path, name: str, extra: list[str]
         ],
         work / f"{name}.log",
     )
+
+
+def stage(args: argparse.Namespace, name: str, run: Callable[[], float]) -> float:
+    """Run one stage, or with ``--resume`` take its seconds from ``<work>/stages.json``."""
+    record = args.work / "stages.json"
+    done = json.loads(record.read_text()) if record.is_file() else {}
+    if args.resume and name in done:
+        return float(done[name])
+    done[name] = run()
+    record.write_text(json.dumps(done, indent=2))
+    return done[name]
 
 
 def table(results: dict) -> str:
@@ -114,6 +126,9 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_stylex")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "stylex")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the stages <work>/stages.json records as done"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -127,28 +142,35 @@ def main() -> None:
     if args.classifier is None:
         folder = args.work / "classifier"  # train.py writes checkpoints/... below its cwd
         folder.mkdir(exist_ok=True)
-        results["classifier_seconds"] = timed(
-            [
-                sys.executable,
-                str(REPO / "train.py"),
-                "fit",
-                "--config",
-                str(REPO / "configs/fashion_mnist/fc.yaml"),
-                "--data.image_size",
-                "32",
-                "--trainer.max_steps",
-                str(args.classifier_steps),
-                "--trainer.enable_progress_bar",
-                "false",
-            ],
-            args.work / "classifier.log",
-            cwd=folder,
+        results["classifier_seconds"] = stage(
+            args,
+            "classifier",
+            lambda: timed(
+                [
+                    sys.executable,
+                    str(REPO / "train.py"),
+                    "fit",
+                    "--config",
+                    str(REPO / "configs/fashion_mnist/fc.yaml"),
+                    "--data.image_size",
+                    "32",
+                    "--trainer.max_steps",
+                    str(args.classifier_steps),
+                    "--trainer.enable_progress_bar",
+                    "false",
+                ],
+                args.work / "classifier.log",
+                cwd=folder,
+            ),
         )
         args.classifier = next(folder.glob("checkpoints/**/last.ckpt"))
     results["classifier"] = str(args.classifier)
-    results["stylex_seconds"] = fit_stylex(args, args.work, "stylex", [])
-    results["baseline_seconds"] = fit_stylex(
-        args, args.work, "baseline", ["--model.conditional", "false", "--model.kl_weight", "0"]
+    results["stylex_seconds"] = stage(
+        args, "stylex", lambda: fit_stylex(args, args.work, "stylex", [])
+    )
+    unconditioned = ["--model.conditional", "false", "--model.kl_weight", "0"]
+    results["baseline_seconds"] = stage(
+        args, "baseline", lambda: fit_stylex(args, args.work, "baseline", unconditioned)
     )
     out = args.work / "attfind"
     results["attfind_command_seconds"] = timed(

@@ -187,7 +187,10 @@ def _export_attributes(
     if sheets:  # the top attributes side by side: one figure per class
         top = export.side_by_side(
             sheets[:4],
-            [f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}" for r in rows],
+            [
+                f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}"
+                for r in rows[:4]
+            ],
         )
         atomic_write_bytes(images_out / f"{safe}_top.png", export.png_bytes(top))
     return rows, files
