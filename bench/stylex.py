@@ -196,7 +196,9 @@ def main() -> None:
     results["attfind"] = json.loads((out / "metrics.json").read_text())
     for picture in sorted(out.glob("*_top.png")) + sorted(out.glob("*_attr1.gif")):
         shutil.copy(picture, args.results / picture.name)
-    (args.results / "results.json").write_text(json.dumps(results, indent=2))
+    # Paths relative to the repository: the results file is committed.
+    text = json.dumps(results, indent=2).replace(str(REPO) + os.sep, "")
+    (args.results / "results.json").write_text(text)
     (args.results / "results.md").write_text(table(results))
     print(table(results))
 
