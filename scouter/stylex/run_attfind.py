@@ -293,6 +293,14 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         }
         if baseline is not None:
             entry["baseline"] = baseline.select(target, options)[1]
+        # Image-specific explanations (the paper's per-image top-k) for the images shown.
+        shown = sm.eligible_images(
+            run_main.model, run_main.styles, run_main.extras, run_main.noise, target
+        )
+        entry["per_image_top_3"] = {
+            str(int(n)): [a.to_dict() for a in af.image_top_k(run_main.table, int(n), target, 3)]
+            for n in shown.nonzero().flatten()[: options.show_images]
+        }
         rows, files = _export_attributes(run_main, out, names[target], target, picks, options)
         sections.append(export.attribute_section(f"class {target}: {names[target]}", rows, files))
         results["targets"][names[target]] = entry

@@ -145,6 +145,10 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
         assert key in metrics
     for entry in metrics["targets"].values():
         assert len(entry["sufficiency"]) == len(entry["random"]) == len(entry["baseline"]) == 3
+        for found in entry["per_image_top_3"].values():
+            assert len({a["coordinate"] for a in found}) == len(found) == 3
+    # Every image is predicted as one of the two classes, so one class has images to explain.
+    assert any(entry["per_image_top_3"] for entry in metrics["targets"].values())
     attributes = json.loads((out / "attributes.json").read_text())
     assert set(attributes) == {"T-shirt/top", "Trouser"}
     report = (out / "report.html").read_text()
