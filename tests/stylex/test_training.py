@@ -236,3 +236,19 @@ def test_a_baseline_for_other_classes_is_refused(cli_run, tmp_path):
     with pytest.raises(StylexInputError, match="train the baseline with the same config"):
         check_same_setting(module, other, "other.ckpt")
     check_same_setting(module, module, "same.ckpt")
+
+
+def test_a_scouter_classifier_is_explained_like_an_fc_one(idx_root):
+    from scouter.models.classifier import build_classifier
+
+    torch.manual_seed(0)
+    scouter_plus = build_classifier(
+        {"backbone": "test_resnet", "num_classes": 3, "head": "xslot", "sign": 1, "in_chans": 1}
+    ).eval()
+    module = tiny_stylex(scouter_plus)
+    data = StylexDataModule(root=str(idx_root), image_size=16, batch_size=8)
+    trainer(4).fit(module, datamodule=data)
+    images = torch.rand(2, 1, 16, 16, requires_grad=True)
+    module.classifier(images).sum().backward()  # the KL term's gradient reaches the images
+    assert images.grad.abs().sum() > 0
+    assert module.encode(images.detach())["c"].shape == (2, 3)
