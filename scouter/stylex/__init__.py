@@ -6,5 +6,5 @@ generator's StyleSpace for the few coordinates that move the classifier most.
 
 Modules: ``preprocessing`` (generator images → the classifier's input), ``generator``,
 ``encoder``, ``discriminator``, ``losses``, ``module`` (training), ``data``, ``checkpoints``,
-``attfind``, ``metrics``, ``export``, ``cli``, ``run_attfind``.
+``attfind``, ``metrics``, ``export``, ``cli``, ``run_attfind`` and ``attfind_options`` (``stylex.py attfind``).
 """
