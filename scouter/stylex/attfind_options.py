@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class AttFindOptions:
     show_images: int = 6
     device: str = "auto"
     data_root: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the option and the fix."""
@@ -82,7 +81,13 @@ def finite_json(value: Any) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> AttFindOptions:
-    p = argparse.ArgumentParser(prog="stylex.py attfind", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="stylex.py attfind",
+        description=(
+            "AttFind on test images of a trained StylEx: writes metrics.json, attributes.json, "
+            "<class>_attr<j>.png/.gif, <class>_top.png and report.html into --out"
+        ),
+    )
     p.add_argument("--checkpoint", required=True, help="a StylEx .ckpt written by `stylex.py fit`")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--targets", type=int, nargs="+", help="classes to explain (default: all)")
