@@ -4,6 +4,7 @@ AttFind end to end on tiny IDX files; bad AttFind settings fail with the fix."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,12 @@ def cli_run(tmp_path_factory, idx_root, classifier_ckpt):
         "data": {"root": str(idx_root), "image_size": 16, "classes": [0, 1], "batch_size": 8},
     }
     (folder / "c.yaml").write_text(yaml.safe_dump(config))
-    main(["fit", "--config", str(folder / "c.yaml"), "--model.classifier", str(classifier_ckpt)])
+    here = os.getcwd()
+    os.chdir(folder)  # LightningCLI writes config.yaml into the working folder without a logger
+    try:
+        main(["fit", "--config", "c.yaml", "--model.classifier", str(classifier_ckpt)])
+    finally:
+        os.chdir(here)
     out = folder / "attfind"
     results = main(
         [
@@ -167,7 +173,8 @@ def test_attfind_images_are_the_trained_classes_test_images(idx_root):
     assert images.min() >= -1 and images.max() <= 1
 
 
-def test_fit_without_a_classifier_fails_with_the_fix(tmp_path, idx_root):
+def test_fit_without_a_classifier_fails_with_the_fix(tmp_path, idx_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(StylexInputError, match="no classifier given: pass --model.classifier"):
         main(["fit", "--data.root", str(idx_root), "--trainer.max_steps", "1"])
 
