@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from scouter.data.registry import create_dataset, dataset_reader
 from scouter.data.sample import collate_samples
+from scouter.data.sampling import EpochSeededSampler, ResumableBatchSampler, ResumableDataLoader
 from scouter.data.splits import stratified_split
 from scouter.data.transforms import TransformedDataset, build_transforms, check_image_size
 
@@ -21,34 +21,9 @@ from scouter.data.transforms import TransformedDataset, build_transforms, check_
 _TEST_SPLIT = {"imagenet": "val"}
 
 
-class EpochSeededSampler(Sampler[int]):
-    """Random order of ``size`` indices that depends only on ``(seed, epoch)``.
-
-    Args:
-        size: number of items.
-        seed: base seed.
-    """
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every epoch."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
 def _seed_worker(worker_id: int) -> None:
-    """Give each worker its own augmentation stream (albumentations keeps its own generator)."""
+    """Seed NumPy in each worker (augmentation is seeded per sample, see scouter.data.sampling)."""
     info = get_worker_info()
-    if info is not None and isinstance(info.dataset, TransformedDataset):
-        info.dataset.transform.set_seed(info.seed % 2**32)
     np.random.seed(info.seed % 2**32 if info is not None else worker_id)
 
 
@@ -193,23 +168,34 @@ class ScouterDataModule(pl.LightningDataModule):
             )
 
     def _loader(self, dataset: TransformedDataset, train: bool) -> DataLoader:
-        # The training order is a function of (seed, epoch) only, so a run resumed from a
-        # checkpoint sees exactly the batches an uninterrupted run would (Lightning calls
-        # ``set_epoch``); a generator re-created per dataloader would restart the stream.
-        sampler = EpochSeededSampler(len(dataset), self.seed) if train else None
-        # The generator only seeds the workers' augmentation streams now.
-        generator = torch.Generator().manual_seed(self.seed) if train else None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            generator=generator,
+        common = dict(
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             pin_memory=self.pin_memory,
-            drop_last=self.drop_last and train,
             worker_init_fn=_seed_worker,
             persistent_workers=self.num_workers > 0,
+        )
+        if not train:
+            # A generator of its own, or creating the iterator draws from torch's global stream,
+            # which a validation pass would then shift for the training that follows (and a
+            # resumed run, restoring the stream, would not see that shift).
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                generator=torch.Generator().manual_seed(self.seed),
+                **common,
+            )
+        # The training order and each sample's augmentation are functions of (seed, epoch,
+        # position) only (Lightning calls ``set_epoch``), and the loader saves how far the epoch
+        # got: a run resumed from any checkpoint, mid-epoch included, sees exactly the batches
+        # an uninterrupted run would, whatever the number of workers.
+        sampler = EpochSeededSampler(len(dataset), self.seed)
+        return ResumableDataLoader(
+            dataset,
+            batch_sampler=ResumableBatchSampler(sampler, self.batch_size, self.drop_last),
+            # seeds the workers' base seed only (augmentation is seeded per sample)
+            generator=torch.Generator().manual_seed(self.seed),
+            **common,
         )
 
     def train_dataloader(self) -> DataLoader:

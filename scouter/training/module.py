@@ -29,6 +29,7 @@ from scouter.models.inputs import (
 from scouter.models.zoo import create_model, get_model_entry
 from scouter.training.freezing import freeze_backbone_stages
 from scouter.training.optimization import build_optimization
+from scouter.training.resume import RandomStateResume
 
 # Fields that must agree between a checkpoint and the module restoring it.
 # Where the two-stage state (has the xSlot stage begun?) is kept in a checkpoint.
@@ -450,6 +451,10 @@ class ScouterModule(pl.LightningModule):
                     f"(trainer.max_epochs={max_epochs}): raise max_epochs above "
                     "fc_warmup_epochs or lower fc_warmup_epochs"
                 )
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Callbacks every run needs: the random states saved and restored for exact resume."""
+        return [RandomStateResume()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_CONFIG_KEY] = self.model.config.to_dict()
