@@ -423,3 +423,39 @@ def test_a_failed_results_write_keeps_the_previous_runs_pair_and_no_temporary_fi
     monkeypatch.undo()
     assert {name: (out / name).read_bytes() for name in before} == before
     assert sorted(os.listdir(out)) == ["per_image.csv", "results.json"]
+
+
+def test_every_class_strips_follow_the_shown_images_and_cap_many_classes(workdir, tmp_path):
+    from scouter.evaluation.outputs import MAX_STRIP_CLASSES, _class_map_entries
+
+    export = tmp_path / "report"
+    evaluate(
+        EvaluationOptions(
+            checkpoint=workdir / "pos.safetensors", config=workdir / "config.yaml",
+            metrics=["accuracy"], limit=4, export=export, num_images=2, progress=False,
+        )
+    )  # fmt: skip
+    text = (export / "report.html").read_text()
+    assert text.count("<section class='image-card class-maps'>") == 2  # not the whole batch of 4
+
+    # Many classes: the highest-scoring ones plus the true and explained class, jointly scaled.
+    k = 30
+    logits = torch.arange(k, dtype=torch.float32)[None]  # class 29 scores highest
+    maps = torch.zeros(1, k, 4, 4)
+    maps[0, 0] = 1.0  # the true class holds all the attention: bright; every other map dark
+    entries = _class_map_entries(
+        {"class_maps": [maps]},
+        [{"id": "a", "label": 0, "prediction": 29, "explained_class": 3}],
+        [torch.zeros(3, 8, 8)],
+        logits,
+        [f"c{i}" for i in range(k)],
+    )
+    [entry] = entries
+    shown = [c["name"] for c in entry["classes"]]
+    assert len(shown) == MAX_STRIP_CLASSES and {"c0", "c3", "c29"} <= set(shown)
+    assert shown == [f"c{i}" for i in sorted([0, 3, *range(k - MAX_STRIP_CLASSES + 2, k)])]
+    assert f"{MAX_STRIP_CLASSES} of {k} classes shown" in entry["note"]
+    overlays = {c["name"]: c["overlay"] for c in entry["classes"]}
+    # joint scale: class 0 is at the top of the scale (red), the others at the bottom (blue)
+    assert overlays["c0"][..., 0].mean() > overlays["c29"][..., 0].mean() + 50
+    assert overlays["c29"][..., 2].mean() > overlays["c29"][..., 0].mean() + 20
