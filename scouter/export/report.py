@@ -441,7 +441,8 @@ def write_html_report(
         parts.append(_legend("Overlays: " + overlay_normalisation + ".", cmap))
         parts.append(_image_cards(rows))
     if class_maps:
-        parts.append(f"<h2>Every class's map ({len(class_maps)} images)</h2>")
+        count = f"{len(class_maps)} image{'s' if len(class_maps) != 1 else ''}"
+        parts.append(f"<h2>Every class's map ({count})</h2>")
         parts.append(f"<p class='note'>{_class_maps_intro(sign)} Green frame: the true class.</p>")
         parts.append(_legend("Maps: " + class_map_normalisation + ".", cmap))
         parts.append(_class_map_cards(class_maps))
