@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from scouter.data.sample import Sample, clip_boxes
+from scouter.data_config import fit_channels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,14 +59,7 @@ def check_image_size(image_size: Any, name: str = "image_size") -> tuple[int, in
 
 
 def _fit_channels(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
-    values = tuple(float(v) for v in values)
-    if len(values) == in_chans:
-        return values
-    if len(values) == 1:
-        return values * in_chans
-    if in_chans == 1:
-        return (float(np.mean(values)),)  # a gray image's channel is a mix of R, G, B
-    raise ValueError(f"cannot adapt {len(values)} normalisation values to in_chans={in_chans}")
+    return fit_channels(values, in_chans)
 
 
 def resolve_normalization(
