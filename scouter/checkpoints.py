@@ -468,7 +468,9 @@ def _parse_data_config(stored: Any, source: str, fix: str) -> DataConfig | None:
     try:
         return DataConfig.from_dict(stored)
     except (TypeError, ValueError) as err:
-        raise CheckpointConfigError(f"the data config in {source} is not valid: {err}; {fix}") from None
+        raise CheckpointConfigError(
+            f"the data config in {source} is not valid: {err}; {fix}"
+        ) from None
 
 
 def _stored_data_config(checkpoint: Mapping[str, Any]) -> Any:
@@ -516,8 +518,8 @@ def _load_safetensors(
             )
     data_config = _parse_data_config(
         base.pop(JSON_DATA_CONFIG_KEY, None),
-        f"the config of {str(path)!r}",
-        f"fix its {JSON_DATA_CONFIG_KEY!r} entry in {sidecar.name}, or remove it",
+        repr(str(sidecar)) if sidecar.is_file() else f"the metadata of {str(path)!r}",
+        f"fix its {JSON_DATA_CONFIG_KEY!r} entry, or remove it (the model then has none)",
     )
     if is_original_state_dict(state):
         config = _original_config(base, options)

@@ -71,9 +71,7 @@ class DataConfig:
         if _positive_int(size):
             size = (int(size), int(size))
         if not (
-            isinstance(size, Sequence)
-            and len(size) == 2
-            and all(_positive_int(v) for v in size)
+            isinstance(size, Sequence) and len(size) == 2 and all(_positive_int(v) for v in size)
         ):
             raise ValueError(
                 f"DataConfig.input_size must be (H, W) of integers >= 1, got {self.input_size!r}"

@@ -183,7 +183,7 @@ def _split_dataset(datamodule: Any, split: str) -> Any:
 
 def _field_value(value: Any) -> str:
     if isinstance(value, tuple):
-        return "[" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
+        return "(" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + ")"
     return repr(value)
 
 
