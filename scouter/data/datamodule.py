@@ -141,7 +141,8 @@ class ScouterDataModule(pl.LightningDataModule):
         self.train_augment, self.eval_resize = train_augment, eval_resize
         self.drop_last, self.pin_memory = drop_last, pin_memory
         self._raw: dict[str, Dataset] = {}
-        self._data_config: DataConfig | None = None
+        self._data_config: DataConfig | None = None  # set by use_data_config
+        self._used_data_config: DataConfig | None = None  # what setup built the transforms from
         self.train_set: TransformedDataset | None = None
         self.val_set: TransformedDataset | None = None
         self.test_set: TransformedDataset | None = None
@@ -176,22 +177,22 @@ class ScouterDataModule(pl.LightningDataModule):
     def data_config(self) -> DataConfig:
         """The eval preprocessing of these settings, resolved (reads the training set's index for
         a dataset's own normalisation, e.g. MNIST's, when no mean/std/timm_model is given)."""
-        if self._data_config is None:
-            mean, std = resolve_normalization(
-                self.timm_model,
-                self.mean,
-                self.std,
-                self.in_chans,
-                getattr(self._read("train"), "normalization", None),
-            )
-            self._data_config = DataConfig(
-                input_size=check_image_size(self.image_size, "data.image_size"),
-                in_chans=self.in_chans,
-                mean=mean,
-                std=std,
-                eval_resize=self.eval_resize,
-            )
-        return self._data_config
+        if self._data_config is not None:  # set by use_data_config
+            return self._data_config
+        mean, std = resolve_normalization(
+            self.timm_model,
+            self.mean,
+            self.std,
+            self.in_chans,
+            getattr(self._read("train"), "normalization", None),
+        )
+        return DataConfig(
+            input_size=check_image_size(self.image_size, "data.image_size"),
+            in_chans=self.in_chans,
+            mean=mean,
+            std=std,
+            eval_resize=self.eval_resize,
+        )
 
     def use_data_config(self, config: DataConfig) -> None:
         """Preprocess with ``config`` (e.g. a model's stored one) instead of these settings.
@@ -209,10 +210,10 @@ class ScouterDataModule(pl.LightningDataModule):
         self.eval_resize = config.eval_resize
 
     def state_dict(self) -> dict[str, Any]:
-        """What Lightning stores in a checkpoint: the resolved data config, once set up."""
-        if self.train_set is None:
+        """What Lightning stores in a checkpoint: the data config the transforms were built from."""
+        if self.train_set is None or self._used_data_config is None:
             return {}
-        return {DATA_CONFIG_KEY: self.data_config.to_dict()}
+        return {DATA_CONFIG_KEY: self._used_data_config.to_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Warn when a checkpoint's data config differs from these settings (they are used)."""
@@ -243,7 +244,7 @@ class ScouterDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         train_raw = self._read("train")
-        config = self.data_config
+        config = self._used_data_config = self.data_config
         common = config.transform_kwargs()
         train_tf = build_transforms(
             train=True, augment=self.train_augment, seed=self.seed, **common
