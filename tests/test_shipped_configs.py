@@ -91,6 +91,8 @@ def test_fashion_mnist_configs_train(model, tmp_path, monkeypatch):
     if model == "scouter_pos":  # the demo's checkpoint: the README's Explain example runs on it
         (tmp_path / "configs").symlink_to(REPO / "configs")
         code = _readme_block("## Explain", "python")
+        # Its inputs come from the data config stored with the model, not from re-reading YAML.
+        assert "transform_for(model)" in code and "yaml" not in code
         namespace: dict = {}
         exec(compile(code, "README.md (Explain)", "exec"), namespace)  # noqa: S102
         assert namespace["explanation"].maps.shape == (8, 1, 8, 8)

@@ -14,7 +14,13 @@ from scouter.data.registry import create_dataset, dataset_reader
 from scouter.data.sample import collate_samples
 from scouter.data.sampling import EpochSeededSampler, ResumableBatchSampler, ResumableDataLoader
 from scouter.data.splits import stratified_split
-from scouter.data.transforms import TransformedDataset, build_transforms, check_image_size
+from scouter.data.transforms import (
+    TransformedDataset,
+    build_transforms,
+    check_image_size,
+    resolve_normalization,
+)
+from scouter.data_config import DATA_CONFIG_KEY, DataConfig
 
 # Reader split used for each DataModule stage where it differs from the stage name. The
 # labelled ImageNet test set is its official validation set.
@@ -41,6 +47,12 @@ class ScouterDataModule(pl.LightningDataModule):
           ``train_test_split.txt`` test images, ImageNet's official **val** set, composites
           ``test`` (t10k items), ACRIMA's seeded test part; a ``folder`` tree without ``test/``
           uses its validation set.
+
+    The resolved preprocessing (size, channels, mean/std as numbers, eval resize) is
+    :attr:`data_config`; Lightning stores it in every checkpoint with the datamodule's state, so
+    ``scouter.load_model(ckpt).data_config`` gives it back and ``scouter.data.transform_for``
+    rebuilds the eval transform. A run resumed (or validated / tested) from a checkpoint whose
+    data config differs from this one warns, naming each field.
 
     Batches are dicts from :func:`~scouter.data.collate_samples`: ``image (B, C, H, W)``
     normalised float, ``label (B,)`` long, ``boxes`` list of B ``(N_i, 4)`` xyxy model-input
@@ -104,6 +116,8 @@ class ScouterDataModule(pl.LightningDataModule):
         self.train_augment, self.eval_resize = train_augment, eval_resize
         self.drop_last, self.pin_memory = drop_last, pin_memory
         self._raw: dict[str, Dataset] = {}
+        self._data_config: DataConfig | None = None  # set by use_data_config
+        self._used_data_config: DataConfig | None = None  # what setup built the transforms from
         self.train_set: TransformedDataset | None = None
         self.val_set: TransformedDataset | None = None
         self.test_set: TransformedDataset | None = None
@@ -134,23 +148,83 @@ class ScouterDataModule(pl.LightningDataModule):
         """Class names, index = label."""
         return list(self._read("train").class_names)
 
+    @property
+    def data_config(self) -> DataConfig:
+        """The eval preprocessing of these settings, resolved (reads the training set's index for
+        a dataset's own normalisation, e.g. MNIST's, when no mean/std/timm_model is given)."""
+        if self._data_config is not None:  # set by use_data_config
+            return self._data_config
+        mean, std = resolve_normalization(
+            self.timm_model,
+            self.mean,
+            self.std,
+            self.in_chans,
+            getattr(self._read("train"), "normalization", None),
+        )
+        return DataConfig(
+            input_size=check_image_size(self.image_size, "data.image_size"),
+            in_chans=self.in_chans,
+            mean=mean,
+            std=std,
+            eval_resize=self.eval_resize,
+        )
+
+    def use_data_config(self, config: DataConfig) -> None:
+        """Preprocess with ``config`` (e.g. a model's stored one) instead of these settings.
+
+        ``image_size``, ``in_chans``, ``mean``, ``std`` and ``eval_resize`` then report
+        ``config``'s values; after :meth:`setup` the splits are rebuilt with the new transforms
+        on the next ``setup`` (the datasets' indexes are kept).
+        """
+        self.train_set = self.val_set = self.test_set = None
+        self._data_config = config
+        self.image_size = config.input_size
+        self.in_chans = config.in_chans
+        self.mean, self.std = list(config.mean), list(config.std)
+        self.timm_model = None
+        self.eval_resize = config.eval_resize
+
+    def state_dict(self) -> dict[str, Any]:
+        """What Lightning stores in a checkpoint: the data config the transforms were built from."""
+        if self.train_set is None or self._used_data_config is None:
+            return {}
+        return {DATA_CONFIG_KEY: self._used_data_config.to_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Warn when a checkpoint's data config differs from these settings (they are used)."""
+        from pytorch_lightning.utilities import rank_zero_warn
+
+        stored = state_dict.get(DATA_CONFIG_KEY)
+        if stored is None:
+            return
+        try:
+            stored_config = DataConfig.from_dict(stored)
+        except ValueError as error:
+            rank_zero_warn(f"the checkpoint's data config is unreadable ({error}); ignored")
+            return
+        differences = self.data_config.differences(stored_config)
+        if differences:
+            listed = "; ".join(
+                f"{name}: checkpoint {theirs!r}, data settings {mine!r}"
+                for name, mine, theirs in differences
+            )
+            rank_zero_warn(
+                "the checkpoint was trained with other preprocessing than these data settings ("
+                + listed
+                + "): the data settings are used"
+            )
+
     def setup(self, stage: str | None = None) -> None:
         """Index the splits and build the transforms (idempotent)."""
         if self.train_set is not None:
             return
         train_raw = self._read("train")
-        common = dict(
-            mean=self.mean,
-            std=self.std,
-            timm_model=self.timm_model,
-            in_chans=self.in_chans,
-            eval_resize=self.eval_resize,
-            default_normalization=getattr(train_raw, "normalization", None),
-        )
+        config = self._used_data_config = self.data_config
+        common = config.transform_kwargs()
         train_tf = build_transforms(
-            self.image_size, train=True, augment=self.train_augment, seed=self.seed, **common
+            train=True, augment=self.train_augment, seed=self.seed, **common
         )
-        eval_tf = build_transforms(self.image_size, train=False, **common)
+        eval_tf = build_transforms(train=False, **common)
         if self._has_own_val():
             self.train_set = TransformedDataset(train_raw, train_tf)
             self.val_set = TransformedDataset(self._read("val"), eval_tf)

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from scouter.data.sample import Sample, clip_boxes
 from scouter.data.sampling import SeededIndex
+from scouter.data_config import fit_channels
 
 # PCG64 state for a per-sample seed (SampleTransform.reseed): an odd 128-bit multiplier and a
 # fixed odd stream increment.
@@ -65,14 +66,7 @@ def check_image_size(image_size: Any, name: str = "image_size") -> tuple[int, in
 
 
 def _fit_channels(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
-    values = tuple(float(v) for v in values)
-    if len(values) == in_chans:
-        return values
-    if len(values) == 1:
-        return values * in_chans
-    if in_chans == 1:
-        return (float(np.mean(values)),)  # a gray image's channel is a mix of R, G, B
-    raise ValueError(f"cannot adapt {len(values)} normalisation values to in_chans={in_chans}")
+    return fit_channels(values, in_chans)
 
 
 def resolve_normalization(

@@ -189,6 +189,9 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
             "path": str(checkpoint),
             "sha256": file_sha256(checkpoint),
             "model_config": model.config.to_dict(),
+            "data_config": model.data_config.to_dict()
+            if getattr(model, "data_config", None) is not None
+            else None,
         },
         "dataset": {
             "name": data_section.get("dataset"),
@@ -196,9 +199,11 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
             "options": data_section.get("dataset_options") or {},
             "split": options.split,
             "class_names": class_names,
+            "preprocessing": prepared.datamodule.data_config.to_dict(),
         },
         "num_images": len(rows),
         "explained_class": prepared.explained_class,
+        "warnings": list(prepared.warnings),
         "metrics": metrics_doc,
         "explanations": explanations_doc,
         "evaluation": {
