@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from scouter.data.loading import (
+    check_num_workers,
+    check_pin_memory,
+    resolve_num_workers,
+    resolve_pin_memory,
+    trainer_accelerator,
+)
 from scouter.data.registry import create_dataset, dataset_reader
 from scouter.data.sample import collate_samples
 from scouter.data.sampling import EpochSeededSampler, ResumableBatchSampler, ResumableDataLoader
@@ -64,7 +71,8 @@ class ScouterDataModule(pl.LightningDataModule):
         root: dataset folder in its official layout (None where the reader has a default).
         image_size: model input size S or ``[H, W]``.
         batch_size: samples per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or ``"auto"`` (the default): derived from the
+            machine and the trainer's accelerator (:mod:`scouter.data.loading`).
         seed: seed of the validation carving, the training shuffle and the augmentation.
         val_fraction: share of train (per class) held out for validation when there is no
             official validation split.
@@ -77,7 +85,7 @@ class ScouterDataModule(pl.LightningDataModule):
         train_augment: the reference ``--aug`` augmentation on the training set.
         eval_resize: ``resize`` (reference: squash to S×S) or ``resize_crop``.
         drop_last: drop the last incomplete training batch (the reference does).
-        pin_memory: DataLoader ``pin_memory``.
+        pin_memory: DataLoader ``pin_memory``, or ``"auto"`` (the default): on GPUs only.
     """
 
     def __init__(
@@ -86,7 +94,7 @@ class ScouterDataModule(pl.LightningDataModule):
         root: str | None = None,
         image_size: int | tuple[int, int] = 260,
         batch_size: int = 64,
-        num_workers: int = 4,
+        num_workers: int | Literal["auto"] = "auto",
         seed: int = 0,
         val_fraction: float = 0.1,
         mean: list[float] | None = None,
@@ -97,7 +105,7 @@ class ScouterDataModule(pl.LightningDataModule):
         train_augment: bool = False,
         eval_resize: str = "resize",
         drop_last: bool = True,
-        pin_memory: bool = False,
+        pin_memory: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
         dataset_reader(dataset)  # fail at construction on an unknown name
@@ -105,6 +113,7 @@ class ScouterDataModule(pl.LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         # Fail at construction, naming the setting (albumentations would fail later, obscurely).
         check_image_size(image_size, "data.image_size")
+        num_workers, pin_memory = check_num_workers(num_workers), check_pin_memory(pin_memory)
         self.save_hyperparameters()
         self.dataset_name = dataset.lower()
         self.root = root
@@ -241,13 +250,24 @@ class ScouterDataModule(pl.LightningDataModule):
                 self._read(_TEST_SPLIT.get(self.dataset_name, "test")), eval_tf
             )
 
+    def loader_settings(self, accelerator: str | None = None) -> dict[str, Any]:
+        """``num_workers``, ``pin_memory`` and ``persistent_workers`` for this machine.
+
+        Args:
+            accelerator: ``"cpu"`` or ``"gpu"``; by default the attached trainer's (CPU without).
+        """
+        kind, processes = trainer_accelerator(self.trainer)
+        kind = accelerator or kind
+        workers = resolve_num_workers(self.num_workers, accelerator=kind, processes=processes)
+        return {
+            "num_workers": workers,
+            "pin_memory": resolve_pin_memory(self.pin_memory, accelerator=kind),
+            "persistent_workers": workers > 0,
+        }
+
     def _loader(self, dataset: TransformedDataset, train: bool) -> DataLoader:
         common = dict(
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            pin_memory=self.pin_memory,
-            worker_init_fn=_seed_worker,
-            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_samples, worker_init_fn=_seed_worker, **self.loader_settings()
         )
         if not train:
             # A generator of its own, or creating the iterator draws from torch's global stream,

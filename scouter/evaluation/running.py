@@ -81,8 +81,8 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         dataset_view,
         batch_size=datamodule.batch_size,
         shuffle=False,
-        num_workers=datamodule.num_workers,
         collate_fn=collate_samples,
+        **datamodule.loader_settings("cpu" if device.type == "cpu" else "gpu"),
     )
     num_classes = model.num_classes
 
