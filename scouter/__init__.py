@@ -5,6 +5,8 @@ Public API:
     list_models(pattern="*")         -> list[str]
     load_model(path, **options)      -> Classifier     (our checkpoints or original SCOUTER ones)
     save_model(model, path)                            (safetensors + JSON config)
+    DataConfig                                         a model's preprocessing (model.data_config);
+                                                       scouter.data.transform_for(model) builds it
     get_explainer(name, **settings)  -> Explainer      (SCOUTER maps and post-hoc baselines)
     list_explainers()                -> list[str]
 """
@@ -21,6 +23,7 @@ _LAZY = {
     "Classifier": "scouter.models.classifier",
     "ClassifierOutput": "scouter.models.classifier",
     "ModelConfig": "scouter.models.classifier",
+    "DataConfig": "scouter.data_config",
     "build_classifier": "scouter.models.classifier",
     "create_model": "scouter.models.zoo",
     "list_models": "scouter.models.zoo",
@@ -34,6 +37,7 @@ _LAZY = {
 __all__ = [
     "Classifier",
     "ClassifierOutput",
+    "DataConfig",
     "ModelConfig",
     "ScouterLoss",
     "build_classifier",
@@ -47,6 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from scouter.checkpoints import load_model, save_model
+    from scouter.data_config import DataConfig
     from scouter.explain import get_explainer, list_explainers
     from scouter.losses import ScouterLoss
     from scouter.models.classifier import (

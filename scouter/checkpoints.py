@@ -4,9 +4,12 @@ Formats read by :func:`load_model`:
 
 * **Lightning checkpoints** written by :class:`scouter.training.ScouterModule` (``.ckpt``): the
   model config is stored under ``checkpoint["scouter_model_config"]``, weights under
-  ``state_dict`` with the ``model.`` prefix.
+  ``state_dict`` with the ``model.`` prefix, and the data config (resolved preprocessing,
+  :class:`~scouter.data_config.DataConfig`) in the ``ScouterDataModule``'s state under
+  ``scouter_data_config``.
 * **safetensors exports** written by :func:`save_model`: ``<name>.safetensors`` with the config in
-  its metadata and in a sidecar ``<name>.json``.
+  its metadata and in a sidecar ``<name>.json`` (model settings, plus ``data_config`` when the
+  model carries one).
 * **original SCOUTER checkpoints** (``wbw520/scouter`` ``train.py``): ``{model, optimizer,
   lr_scheduler, epoch, args}`` with ``args`` an ``argparse.Namespace``, converted as
   docs/method.md#original-checkpoints describes: backbone keys lose ``backbone.`` and go to timm,
@@ -35,10 +38,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from scouter.atomic_io import atomic_write
+from scouter.data_config import DATA_CONFIG_KEY, DataConfig
 from scouter.models.classifier import Classifier, ModelConfig, build_classifier
 
 LIGHTNING_CONFIG_KEY = "scouter_model_config"
 LIGHTNING_MODEL_PREFIX = "model."
+#: The key of the data config inside ``model.json`` (and the safetensors metadata's config).
+JSON_DATA_CONFIG_KEY = "data_config"
 SAFE_GLOBALS = [argparse.Namespace]
 
 
@@ -399,7 +405,8 @@ def save_model(model: Classifier, path: str | os.PathLike) -> Path:
     """Export a classifier as ``<path>.safetensors`` plus its config as ``<path>.json``.
 
     The config is also embedded in the safetensors metadata, so the weight file alone suffices.
-    Both files are written atomically.
+    The model's ``data_config`` (its preprocessing), when it has one, is stored in both under
+    ``"data_config"``; :func:`load_model` restores it. Both files are written atomically.
 
     Returns:
         The path of the ``.safetensors`` file.
@@ -407,7 +414,11 @@ def save_model(model: Classifier, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
+    document = model.config.to_dict()
+    data_config = getattr(model, "data_config", None)
+    if data_config is not None:
+        document[JSON_DATA_CONFIG_KEY] = data_config.to_dict()
+    config_json = json.dumps(document, indent=2, sort_keys=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(
         path, lambda tmp: save_file(state, tmp, metadata={LIGHTNING_CONFIG_KEY: config_json})
@@ -451,7 +462,30 @@ def _parse_config_json(text: str, source: str, fix: str) -> dict[str, Any]:
     return config
 
 
-def _load_safetensors(path: Path, options: Mapping[str, Any]) -> tuple[ModelConfig, dict]:
+def _parse_data_config(stored: Any, source: str, fix: str) -> DataConfig | None:
+    if stored is None:
+        return None
+    try:
+        return DataConfig.from_dict(stored)
+    except (TypeError, ValueError) as err:
+        raise CheckpointConfigError(
+            f"the data config in {source} is not valid: {err}; {fix}"
+        ) from None
+
+
+def _stored_data_config(checkpoint: Mapping[str, Any]) -> Any:
+    """The data config dict of a ``.ckpt``: at the top level or in the datamodule's state."""
+    if DATA_CONFIG_KEY in checkpoint:
+        return checkpoint[DATA_CONFIG_KEY]
+    for value in checkpoint.values():  # stored under the datamodule's class name by Lightning
+        if isinstance(value, Mapping) and DATA_CONFIG_KEY in value:
+            return value[DATA_CONFIG_KEY]
+    return None
+
+
+def _load_safetensors(
+    path: Path, options: Mapping[str, Any]
+) -> tuple[ModelConfig, dict, DataConfig | None]:
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as err:
@@ -482,10 +516,15 @@ def _load_safetensors(path: Path, options: Mapping[str, Any]) -> tuple[ModelConf
                 "metadata): pass the config as options, e.g. "
                 "load_model(path, backbone='resnet18', num_classes=10)"
             )
+    data_config = _parse_data_config(
+        base.pop(JSON_DATA_CONFIG_KEY, None),
+        repr(str(sidecar)) if sidecar.is_file() else f"the metadata of {str(path)!r}",
+        f"fix its {JSON_DATA_CONFIG_KEY!r} entry, or remove it (the model then has none)",
+    )
     if is_original_state_dict(state):
         config = _original_config(base, options)
-        return config, convert_original_state_dict(state, config)
-    return _config_with_options(base, options), state
+        return config, convert_original_state_dict(state, config), data_config
+    return _config_with_options(base, options), state, data_config
 
 
 def _lightning_model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -499,14 +538,19 @@ def _lightning_model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Ten
 
 def _resolve_torch_checkpoint(
     path: Path, options: Mapping[str, Any]
-) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+) -> tuple[ModelConfig, dict[str, torch.Tensor], DataConfig | None]:
     obj = safe_torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
     if LIGHTNING_CONFIG_KEY in obj:  # ours, written by ScouterModule
         config = _config_with_options(obj[LIGHTNING_CONFIG_KEY], options)
         state = _lightning_model_state(obj)
-        return config, state
+        data_config = _parse_data_config(
+            _stored_data_config(obj),
+            f"checkpoint {str(path)!r}",
+            "pass the preprocessing as load_model(path, data_config=scouter.DataConfig(...))",
+        )
+        return config, state, data_config
     if "model" in obj and isinstance(obj["model"], Mapping):  # original train.py file
         args = obj.get("args")
         base = config_from_original_args(args) if args is not None else {}
@@ -518,7 +562,7 @@ def _resolve_torch_checkpoint(
         if args is None and "negative_" in path.name:
             base["sign"] = -1  # the reference's file names mark SCOUTER− runs
         config = _original_config(base, options)
-        return config, convert_original_state_dict(obj["model"], config)
+        return config, convert_original_state_dict(obj["model"], config), None
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raise CheckpointError(
             f"{str(path)!r} is a Lightning checkpoint without {LIGHTNING_CONFIG_KEY!r}: it was not "
@@ -532,8 +576,8 @@ def _resolve_torch_checkpoint(
             )
         if is_original_state_dict(obj):
             config = _original_config({}, options)
-            return config, convert_original_state_dict(obj, config)
-        return _config_with_options({}, options), dict(obj)
+            return config, convert_original_state_dict(obj, config), None
+        return _config_with_options({}, options), dict(obj), None
     raise CheckpointError(
         f"{str(path)!r}: unknown checkpoint layout (top-level keys: {sorted(map(str, obj))[:10]})"
     )
@@ -546,10 +590,16 @@ def load_model(path: str | os.PathLike, **options: Any) -> Classifier:
         path: a ``.ckpt`` (ours), ``.safetensors`` (ours, or original weights converted to it),
             an original SCOUTER ``train.py`` checkpoint, or a bare state_dict.
         **options: :class:`ModelConfig` fields that override (or, for bare files, provide) the
-            stored config, e.g. ``backbone="resnest26d", num_classes=100, sign=-1``.
+            stored config, e.g. ``backbone="resnest26d", num_classes=100, sign=-1``; and
+            ``data_config`` (a :class:`~scouter.data_config.DataConfig` or its dict), which
+            overrides or provides the stored preprocessing.
 
     Returns:
-        The model in eval mode on CPU.
+        The model in eval mode on CPU. ``model.data_config`` is the preprocessing stored with it
+        (``.ckpt`` written by ``train.py``, ``.safetensors`` written by :func:`save_model`), or
+        ``None`` for files that store none (original SCOUTER checkpoints, bare state_dicts,
+        files written before scouter stored it): ``scouter.data.transform_for(model)`` then
+        says so.
 
     Raises:
         FileNotFoundError, IsADirectoryError (checkpoint files inside are listed),
@@ -557,12 +607,17 @@ def load_model(path: str | os.PathLike, **options: Any) -> Classifier:
     """
     path = Path(path)
     require_checkpoint_file(path)
+    options = dict(options)
+    given_data_config = options.pop(JSON_DATA_CONFIG_KEY, None)
+    if given_data_config is not None and not isinstance(given_data_config, DataConfig):
+        given_data_config = DataConfig.from_dict(given_data_config)
     if path.suffix == ".safetensors":
-        config, state = _load_safetensors(path, options)
+        config, state, data_config = _load_safetensors(path, options)
     else:
-        config, state = _resolve_torch_checkpoint(path, options)
+        config, state, data_config = _resolve_torch_checkpoint(path, options)
     model = build_classifier(config)
     load_state_dict_checked(model, state, f"checkpoint {str(path)!r}")
+    model.data_config = given_data_config if given_data_config is not None else data_config
     return model.eval()
 
 

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -119,11 +120,36 @@ def test_end_to_end_writes_json_csv_and_a_report_that_renders(workdir, tmp_path,
             expected = results["explanations"][method]["metrics"][metric]["value"]
             assert np.mean(values) == pytest.approx(expected, rel=1e-5)
 
+    # evaluate keeps what the report plots and tabulates: std, N and the mean curves
+    from scouter.metrics import curve_auc
+
+    for method in ("slot", "gradcam"):
+        doc = results["explanations"][method]["metrics"]
+        for metric in ("area", "insertion", "deletion"):
+            values = [float(r[f"{method}/{metric}"]) for r in rows]
+            assert doc[metric]["count"] == 4
+            assert doc[metric]["std"] == pytest.approx(np.std(values), rel=1e-4, abs=1e-7)
+        for metric in ("insertion", "deletion"):
+            curve = torch.tensor(doc[metric]["mean_curve"], dtype=torch.float64)
+            assert len(curve) == 216 + 1  # N = ceil(64·64 / 19) steps of ceil(64·64 / 224) = 19
+            # the AUC of the mean curve is the mean AUC (the trapezoid rule is linear)
+            assert float(curve_auc(curve)) == pytest.approx(doc[metric]["value"], rel=1e-5)
+        assert "mean_curve" not in doc["area"]
+
     html = export / "report.html"
     assert html.is_file() and (export / "grid.png").is_file()
     assert len(list((export / "overlays").glob("*.png"))) == 3 * 2
     text = html.read_text()
-    assert text.count("<img") == 3 * 3 and "src='http" not in text  # self-contained
+    assert "src='http" not in text and "<script" not in text  # self-contained
+    cards = [c.split("</section>")[0] for c in text.split("<section class='image-card'>")[1:]]
+    assert len(cards) == 3 and all(card.count("<img") == 3 for card in cards)  # input + 2
+    assert all(re.search(r"\(p = 0\.\d{3}\)", card) for card in cards)  # predicted probability
+    assert "class='explainer-metrics'" in text and "class='plot curves'" in text
+    # SCOUTER: every class's map (K = 3) of the shown images, from the slot explainer
+    strips = text.split("<section class='image-card class-maps'>")[1:]
+    strips = [strip.split("</section>")[0] for strip in strips]
+    assert len(strips) == 3 and all(strip.count("<img") == 1 + 3 for strip in strips)
+    assert "positive explanation" in text
     if CHROMIUM is None:
         pytest.skip("chromium not installed: report rendering not checked")
     pixels = screenshot(html, tmp_path / "shot.png", tmp_path / "profile")
@@ -133,6 +159,19 @@ def test_end_to_end_writes_json_csv_and_a_report_that_renders(workdir, tmp_path,
     assert saturated.sum() > 3000
     assert ((b > 150) & (r < 80)).sum() > 200 or ((r > 150) & (b < 80)).sum() > 200
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # photographs, not blank boxes
+
+
+def test_report_of_an_fc_model_has_no_every_class_maps(workdir, tmp_path):
+    export = tmp_path / "report"
+    evaluate(
+        EvaluationOptions(
+            checkpoint=workdir / "fc.safetensors", config=workdir / "config.yaml",
+            metrics=["accuracy", "area"], limit=2, export=export, num_images=2, progress=False,
+        )
+    )  # fmt: skip
+    text = (export / "report.html").read_text()
+    assert text.count("<section class='image-card'>") == 2 and "class-maps" not in text
+    assert "class='explainer-metrics'" in text and "plot curves" not in text  # no curves asked
 
 
 def test_scouter_minus_explains_the_least_similar_class(workdir, tmp_path):
@@ -384,3 +423,39 @@ def test_a_failed_results_write_keeps_the_previous_runs_pair_and_no_temporary_fi
     monkeypatch.undo()
     assert {name: (out / name).read_bytes() for name in before} == before
     assert sorted(os.listdir(out)) == ["per_image.csv", "results.json"]
+
+
+def test_every_class_strips_follow_the_shown_images_and_cap_many_classes(workdir, tmp_path):
+    from scouter.evaluation.outputs import MAX_STRIP_CLASSES, _class_map_entries
+
+    export = tmp_path / "report"
+    evaluate(
+        EvaluationOptions(
+            checkpoint=workdir / "pos.safetensors", config=workdir / "config.yaml",
+            metrics=["accuracy"], limit=4, export=export, num_images=2, progress=False,
+        )
+    )  # fmt: skip
+    text = (export / "report.html").read_text()
+    assert text.count("<section class='image-card class-maps'>") == 2  # not the whole batch of 4
+
+    # Many classes: the highest-scoring ones plus the true and explained class, jointly scaled.
+    k = 30
+    logits = torch.arange(k, dtype=torch.float32)[None]  # class 29 scores highest
+    maps = torch.zeros(1, k, 4, 4)
+    maps[0, 0] = 1.0  # the true class holds all the attention: bright; every other map dark
+    entries = _class_map_entries(
+        {"class_maps": [maps]},
+        [{"id": "a", "label": 0, "prediction": 29, "explained_class": 3}],
+        [torch.zeros(3, 8, 8)],
+        logits,
+        [f"c{i}" for i in range(k)],
+    )
+    [entry] = entries
+    shown = [c["name"] for c in entry["classes"]]
+    assert len(shown) == MAX_STRIP_CLASSES and {"c0", "c3", "c29"} <= set(shown)
+    assert shown == [f"c{i}" for i in sorted([0, 3, *range(k - MAX_STRIP_CLASSES + 2, k)])]
+    assert f"{MAX_STRIP_CLASSES} of {k} classes shown" in entry["note"]
+    overlays = {c["name"]: c["overlay"] for c in entry["classes"]}
+    # joint scale: class 0 is at the top of the scale (red), the others at the bottom (blue)
+    assert overlays["c0"][..., 0].mean() > overlays["c29"][..., 0].mean() + 50
+    assert overlays["c29"][..., 2].mean() > overlays["c29"][..., 0].mean() + 20

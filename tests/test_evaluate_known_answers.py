@@ -97,15 +97,23 @@ class _MaskLookup(Explainer):
     samples: list[dict] = []
     seen_targets: list[int] = []
     complement = False
+    only_label_class = False  # zero maps for every class but the image's label
+    # largest per-pixel distance from a stored image still counted as that image: exact by
+    # default, the sensitivity radius where perturbed copies must map to their original
+    tolerance = 1e-5
 
     def explain(self, model, images, targets):
         stored = torch.stack([torch.as_tensor(s["image"]) for s in self.samples]).to(images)
         distance = (images[:, None] - stored[None]).flatten(2).abs().amax(-1)  # (B, N)
         best = distance.argmin(dim=1)
-        assert bool((distance[torch.arange(len(best)), best] < 1e-5).all()), "image not found"
+        found = distance[torch.arange(len(best)), best] < self.tolerance
+        assert bool(found.all()), "image not found"
         masks = torch.stack([torch.as_tensor(self.samples[i]["mask"]) for i in best.tolist()])
         masks = masks.to(images).float()[:, None]
         type(self).seen_targets.extend(targets.tolist())
+        if self.only_label_class:
+            labels = torch.tensor([int(self.samples[i]["label"]) for i in best.tolist()])
+            masks = masks * (targets.cpu() == labels).to(masks).view(-1, 1, 1, 1)
         return 1 - masks if self.complement else masks
 
 
@@ -118,23 +126,41 @@ class ComplementMask(_MaskLookup):
     complement = True
 
 
+class RobustMask(_MaskLookup):
+    name = "test_robust_mask"
+    tolerance = 0.2 + 1e-5  # the sensitivity metric's default radius
+
+
+class LabelClassMask(RobustMask):
+    name = "test_label_class_mask"
+    only_label_class = True
+
+
 @pytest.fixture
 def mask_explainers(test_split):
-    for cls in (TrueMask, ComplementMask):
+    classes = (TrueMask, ComplementMask, RobustMask, LabelClassMask)
+    for cls in classes:
         cls.samples, cls.seen_targets = test_split, []
         register_explainer(cls)
     yield TrueMask, ComplementMask
-    for cls in (TrueMask, ComplementMask):
+    for cls in classes:
         explain_base._REGISTRY.pop(cls.name, None)
 
 
-def run_evaluate(workdir: Path, out: Path, checkpoint: str, *extra: str) -> dict:
+def run_evaluate(
+    workdir: Path,
+    out: Path,
+    checkpoint: str,
+    *extra: str,
+    explainers: str = "test_true_mask,test_complement_mask",
+    metrics: str = "accuracy,area,precision,insertion,deletion",
+) -> dict:
     code = main(
         [
             "--checkpoint", str(workdir / checkpoint),
             "--config", str(workdir / "config.yaml"),
-            "--explainers", "test_true_mask,test_complement_mask",
-            "--metrics", "accuracy,area,precision,insertion,deletion",
+            "--explainers", explainers,
+            "--metrics", metrics,
             "--limit", str(NUM_IMAGES),
             "--out", str(out),
             "--device", "cpu",
@@ -197,6 +223,92 @@ def test_metrics_equal_values_known_in_advance(
     assert complement["area"]["value"] == pytest.approx(1 - masks.mean(), abs=1e-5)
     per_image_area = [float(r["test_true_mask/area"]) for r in rows]
     np.testing.assert_allclose(per_image_area, masks.mean(axis=(1, 2)), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", [None, "predicted"])
+def test_infidelity_sensitivity_and_reference_area_known_in_advance(
+    workdir, test_split, mask_explainers, tmp_path, mode
+):
+    extra = () if mode is None else ("--explained-class", mode)
+    results = run_evaluate(
+        workdir,
+        tmp_path,
+        "constant.safetensors",
+        *extra,
+        explainers="test_robust_mask,test_label_class_mask",
+        metrics="area_reference,infidelity,sensitivity",
+    )
+    labels = np.array([int(s["label"]) for s in test_split])
+    masks = np.stack([np.asarray(s["mask"], dtype=np.float64) for s in test_split])
+    explained = labels if mode is None else np.ones_like(labels)
+
+    robust = results["explanations"]["test_robust_mask"]["metrics"]
+    # Constant logits: p(x) − p(x − I) = 0 for every perturbation, so the optimal rescaling is 0
+    # and infidelity is exactly 0, for any map.
+    assert robust["infidelity"]["value"] == 0.0
+    # The map of a perturbed image is the map of the image: max-sensitivity is exactly 0.
+    assert robust["sensitivity"]["value"] == 0.0
+    # Every class's map is the object mask; the joint min-max leaves {0, 1} as it is.
+    assert robust["area_reference"]["value"] == pytest.approx(masks.mean(), abs=1e-6)
+
+    # Only the label's class map is the mask (the others are zero): the reference area of the
+    # explained class is the mask's mean where it is the label, else 0.
+    label_only = results["explanations"]["test_label_class_mask"]["metrics"]
+    expected = np.where(explained == labels, masks.mean(axis=(1, 2)), 0.0)
+    rows = read_csv(tmp_path / "per_image.csv")
+    np.testing.assert_allclose(
+        [float(r["test_label_class_mask/area_reference"]) for r in rows], expected, atol=1e-6
+    )
+    assert label_only["area_reference"]["value"] == pytest.approx(expected.mean(), abs=1e-6)
+    if mode == "predicted":
+        assert 0 < (explained == labels).sum() < len(labels)  # both cases occur
+
+
+# Fish and dogs: WordNet's least similar class of a fish is a dog and of a dog a fish.
+FISH, DOGS = ("n01440764", "n01443537"), ("n02085620", "n02086240")
+
+
+@pytest.mark.skipif(
+    __import__("scouter.metrics.explained_class", fromlist=["x"])._find_wordnet_dir(None) is None,
+    reason="no local WordNet 3.0 (apt-get install wordnet-base)",
+)
+def test_wordnet_explained_class_is_from_the_other_kind(tmp_path, mask_explainers):
+    root = tmp_path / "imagenet"
+    for k, wnid in enumerate(FISH + DOGS):
+        for split in ("train", "val"):
+            write_image(root / split / wnid / f"{split}_{k}.JPEG", 16, 16, value=40 * k + 20)
+    data = {
+        "dataset": "imagenet",
+        "root": str(root),
+        "image_size": 32,
+        "batch_size": 4,
+        "num_workers": 0,
+    }
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({"model": {"backbone": "test_resnet", "head": "fc"}, "data": data})
+    )
+    torch.manual_seed(0)
+    model = build_classifier(ModelConfig(backbone="test_resnet", num_classes=4, head="fc"))
+    save_model(model, tmp_path / "model.safetensors")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "--checkpoint", str(tmp_path / "model.safetensors"),
+            "--config", str(tmp_path / "config.yaml"),
+            "--explainers", "gradcam", "--metrics", "accuracy,area",
+            "--explained-class", "wordnet",
+            "--out", str(out), "--device", "cpu", "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["explained_class"] == "wordnet"
+    rows = read_csv(out / "per_image.csv")
+    assert len(rows) == 4
+    for row in rows:
+        label, explained = int(row["label"]), int(row["explained_class"])
+        kinds = (set(range(2)), set(range(2, 4)))  # labels follow the sorted wnids
+        mine = next(kind for kind in kinds if label in kind)
+        assert explained not in mine, (label, explained)
 
 
 def test_binary_report_matches_scikit_learn(tmp_path):

@@ -7,6 +7,9 @@ Public API:
     build_transforms(image_size, train=..., augment=..., timm_model=..., ...) -> Sample -> dict
     collate_samples(items) -> batch dict (image, label, boxes list, id list, mask if all have one)
     ScouterDataModule(dataset, root, image_size, batch_size, ...)   LightningDataModule
+    transform_for(model) -> Sample -> dict    the eval transform of the model's stored DataConfig
+    preprocess(model, images) -> (B, C, H, W) PIL images / uint8 arrays as the model's input
+    DataConfig                  resolved preprocessing (size, channels, mean, std, eval resize)
 
 The transforms (albumentations) and the DataModule (Lightning) are imported on first use, so
 reading a dataset does not pay for them.
@@ -26,6 +29,7 @@ from scouter.data.imagenet import ImageNetDataset
 from scouter.data.registry import create_dataset, list_datasets, register_dataset
 from scouter.data.sample import Sample, boxes_to_mask, clip_boxes, collate_samples, mask_to_box
 from scouter.data.splits import stratified_split
+from scouter.data_config import DataConfig, MissingDataConfigError
 
 _LAZY = {
     "ScouterDataModule": "scouter.data.datamodule",
@@ -33,10 +37,14 @@ _LAZY = {
     "TransformedDataset": "scouter.data.transforms",
     "build_transforms": "scouter.data.transforms",
     "resolve_normalization": "scouter.data.transforms",
+    "data_config_of": "scouter.data.preprocessing",
+    "preprocess": "scouter.data.preprocessing",
+    "transform_for": "scouter.data.preprocessing",
 }
 
 if TYPE_CHECKING:
     from scouter.data.datamodule import ScouterDataModule
+    from scouter.data.preprocessing import data_config_of, preprocess, transform_for
     from scouter.data.transforms import (
         SampleTransform,
         TransformedDataset,
@@ -48,8 +56,10 @@ __all__ = [
     "CompositesDataset",
     "CorruptImageError",
     "CubDataset",
+    "DataConfig",
     "DatasetLayoutError",
     "ImageNetDataset",
+    "MissingDataConfigError",
     "Sample",
     "SampleTransform",
     "ScouterDataModule",
@@ -59,11 +69,14 @@ __all__ = [
     "clip_boxes",
     "collate_samples",
     "create_dataset",
+    "data_config_of",
     "list_datasets",
     "mask_to_box",
+    "preprocess",
     "register_dataset",
     "resolve_normalization",
     "stratified_split",
+    "transform_for",
 ]
 
 

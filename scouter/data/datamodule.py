@@ -2,53 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from scouter.data.loading import (
+    check_num_workers,
+    check_pin_memory,
+    resolve_num_workers,
+    resolve_pin_memory,
+    trainer_accelerator,
+)
 from scouter.data.registry import create_dataset, dataset_reader
 from scouter.data.sample import collate_samples
+from scouter.data.sampling import EpochSeededSampler, ResumableBatchSampler, ResumableDataLoader
 from scouter.data.splits import stratified_split
-from scouter.data.transforms import TransformedDataset, build_transforms, check_image_size
+from scouter.data.transforms import (
+    TransformedDataset,
+    build_transforms,
+    check_image_size,
+    resolve_normalization,
+)
+from scouter.data_config import DATA_CONFIG_KEY, DataConfig
 
 # Reader split used for each DataModule stage where it differs from the stage name. The
 # labelled ImageNet test set is its official validation set.
 _TEST_SPLIT = {"imagenet": "val"}
 
 
-class EpochSeededSampler(Sampler[int]):
-    """Random order of ``size`` indices that depends only on ``(seed, epoch)``.
-
-    Args:
-        size: number of items.
-        seed: base seed.
-    """
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every epoch."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
 def _seed_worker(worker_id: int) -> None:
-    """Give each worker its own augmentation stream (albumentations keeps its own generator)."""
+    """Seed NumPy in each worker (augmentation is seeded per sample, see scouter.data.sampling)."""
     info = get_worker_info()
-    if info is not None and isinstance(info.dataset, TransformedDataset):
-        info.dataset.transform.set_seed(info.seed % 2**32)
     np.random.seed(info.seed % 2**32 if info is not None else worker_id)
 
 
@@ -67,6 +55,12 @@ class ScouterDataModule(pl.LightningDataModule):
           ``test`` (t10k items), ACRIMA's seeded test part; a ``folder`` tree without ``test/``
           uses its validation set.
 
+    The resolved preprocessing (size, channels, mean/std as numbers, eval resize) is
+    :attr:`data_config`; Lightning stores it in every checkpoint with the datamodule's state, so
+    ``scouter.load_model(ckpt).data_config`` gives it back and ``scouter.data.transform_for``
+    rebuilds the eval transform. A run resumed (or validated / tested) from a checkpoint whose
+    data config differs from this one warns, naming each field.
+
     Batches are dicts from :func:`~scouter.data.collate_samples`: ``image (B, C, H, W)``
     normalised float, ``label (B,)`` long, ``boxes`` list of B ``(N_i, 4)`` xyxy model-input
     pixels, ``id`` list of str, and ``mask (B, H, W)`` uint8 only when every sample has one (key
@@ -77,7 +71,8 @@ class ScouterDataModule(pl.LightningDataModule):
         root: dataset folder in its official layout (None where the reader has a default).
         image_size: model input size S or ``[H, W]``.
         batch_size: samples per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or ``"auto"`` (the default): derived from the
+            machine and the trainer's accelerator (:mod:`scouter.data.loading`).
         seed: seed of the validation carving, the training shuffle and the augmentation.
         val_fraction: share of train (per class) held out for validation when there is no
             official validation split.
@@ -90,7 +85,7 @@ class ScouterDataModule(pl.LightningDataModule):
         train_augment: the reference ``--aug`` augmentation on the training set.
         eval_resize: ``resize`` (reference: squash to S×S) or ``resize_crop``.
         drop_last: drop the last incomplete training batch (the reference does).
-        pin_memory: DataLoader ``pin_memory``.
+        pin_memory: DataLoader ``pin_memory``, or ``"auto"`` (the default): on GPUs only.
     """
 
     def __init__(
@@ -99,7 +94,7 @@ class ScouterDataModule(pl.LightningDataModule):
         root: str | None = None,
         image_size: int | tuple[int, int] = 260,
         batch_size: int = 64,
-        num_workers: int = 4,
+        num_workers: int | Literal["auto"] = "auto",
         seed: int = 0,
         val_fraction: float = 0.1,
         mean: list[float] | None = None,
@@ -110,7 +105,7 @@ class ScouterDataModule(pl.LightningDataModule):
         train_augment: bool = False,
         eval_resize: str = "resize",
         drop_last: bool = True,
-        pin_memory: bool = False,
+        pin_memory: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
         dataset_reader(dataset)  # fail at construction on an unknown name
@@ -118,6 +113,7 @@ class ScouterDataModule(pl.LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         # Fail at construction, naming the setting (albumentations would fail later, obscurely).
         check_image_size(image_size, "data.image_size")
+        num_workers, pin_memory = check_num_workers(num_workers), check_pin_memory(pin_memory)
         self.save_hyperparameters()
         self.dataset_name = dataset.lower()
         self.root = root
@@ -129,6 +125,8 @@ class ScouterDataModule(pl.LightningDataModule):
         self.train_augment, self.eval_resize = train_augment, eval_resize
         self.drop_last, self.pin_memory = drop_last, pin_memory
         self._raw: dict[str, Dataset] = {}
+        self._data_config: DataConfig | None = None  # set by use_data_config
+        self._used_data_config: DataConfig | None = None  # what setup built the transforms from
         self.train_set: TransformedDataset | None = None
         self.val_set: TransformedDataset | None = None
         self.test_set: TransformedDataset | None = None
@@ -159,23 +157,83 @@ class ScouterDataModule(pl.LightningDataModule):
         """Class names, index = label."""
         return list(self._read("train").class_names)
 
+    @property
+    def data_config(self) -> DataConfig:
+        """The eval preprocessing of these settings, resolved (reads the training set's index for
+        a dataset's own normalisation, e.g. MNIST's, when no mean/std/timm_model is given)."""
+        if self._data_config is not None:  # set by use_data_config
+            return self._data_config
+        mean, std = resolve_normalization(
+            self.timm_model,
+            self.mean,
+            self.std,
+            self.in_chans,
+            getattr(self._read("train"), "normalization", None),
+        )
+        return DataConfig(
+            input_size=check_image_size(self.image_size, "data.image_size"),
+            in_chans=self.in_chans,
+            mean=mean,
+            std=std,
+            eval_resize=self.eval_resize,
+        )
+
+    def use_data_config(self, config: DataConfig) -> None:
+        """Preprocess with ``config`` (e.g. a model's stored one) instead of these settings.
+
+        ``image_size``, ``in_chans``, ``mean``, ``std`` and ``eval_resize`` then report
+        ``config``'s values; after :meth:`setup` the splits are rebuilt with the new transforms
+        on the next ``setup`` (the datasets' indexes are kept).
+        """
+        self.train_set = self.val_set = self.test_set = None
+        self._data_config = config
+        self.image_size = config.input_size
+        self.in_chans = config.in_chans
+        self.mean, self.std = list(config.mean), list(config.std)
+        self.timm_model = None
+        self.eval_resize = config.eval_resize
+
+    def state_dict(self) -> dict[str, Any]:
+        """What Lightning stores in a checkpoint: the data config the transforms were built from."""
+        if self.train_set is None or self._used_data_config is None:
+            return {}
+        return {DATA_CONFIG_KEY: self._used_data_config.to_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Warn when a checkpoint's data config differs from these settings (they are used)."""
+        from pytorch_lightning.utilities import rank_zero_warn
+
+        stored = state_dict.get(DATA_CONFIG_KEY)
+        if stored is None:
+            return
+        try:
+            stored_config = DataConfig.from_dict(stored)
+        except ValueError as error:
+            rank_zero_warn(f"the checkpoint's data config is unreadable ({error}); ignored")
+            return
+        differences = self.data_config.differences(stored_config)
+        if differences:
+            listed = "; ".join(
+                f"{name}: checkpoint {theirs!r}, data settings {mine!r}"
+                for name, mine, theirs in differences
+            )
+            rank_zero_warn(
+                "the checkpoint was trained with other preprocessing than these data settings ("
+                + listed
+                + "): the data settings are used"
+            )
+
     def setup(self, stage: str | None = None) -> None:
         """Index the splits and build the transforms (idempotent)."""
         if self.train_set is not None:
             return
         train_raw = self._read("train")
-        common = dict(
-            mean=self.mean,
-            std=self.std,
-            timm_model=self.timm_model,
-            in_chans=self.in_chans,
-            eval_resize=self.eval_resize,
-            default_normalization=getattr(train_raw, "normalization", None),
-        )
+        config = self._used_data_config = self.data_config
+        common = config.transform_kwargs()
         train_tf = build_transforms(
-            self.image_size, train=True, augment=self.train_augment, seed=self.seed, **common
+            train=True, augment=self.train_augment, seed=self.seed, **common
         )
-        eval_tf = build_transforms(self.image_size, train=False, **common)
+        eval_tf = build_transforms(train=False, **common)
         if self._has_own_val():
             self.train_set = TransformedDataset(train_raw, train_tf)
             self.val_set = TransformedDataset(self._read("val"), eval_tf)
@@ -192,24 +250,46 @@ class ScouterDataModule(pl.LightningDataModule):
                 self._read(_TEST_SPLIT.get(self.dataset_name, "test")), eval_tf
             )
 
+    def loader_settings(self, accelerator: str | None = None) -> dict[str, Any]:
+        """``num_workers``, ``pin_memory`` and ``persistent_workers`` for this machine.
+
+        Args:
+            accelerator: ``"cpu"`` or ``"gpu"``; by default the attached trainer's (CPU without).
+        """
+        kind, processes = trainer_accelerator(self.trainer)
+        kind = accelerator or kind
+        workers = resolve_num_workers(self.num_workers, accelerator=kind, processes=processes)
+        return {
+            "num_workers": workers,
+            "pin_memory": resolve_pin_memory(self.pin_memory, accelerator=kind),
+            "persistent_workers": workers > 0,
+        }
+
     def _loader(self, dataset: TransformedDataset, train: bool) -> DataLoader:
-        # The training order is a function of (seed, epoch) only, so a run resumed from a
-        # checkpoint sees exactly the batches an uninterrupted run would (Lightning calls
-        # ``set_epoch``); a generator re-created per dataloader would restart the stream.
-        sampler = EpochSeededSampler(len(dataset), self.seed) if train else None
-        # The generator only seeds the workers' augmentation streams now.
-        generator = torch.Generator().manual_seed(self.seed) if train else None
-        return DataLoader(
+        common = dict(
+            collate_fn=collate_samples, worker_init_fn=_seed_worker, **self.loader_settings()
+        )
+        if not train:
+            # A generator of its own, or creating the iterator draws from torch's global stream,
+            # which a validation pass would then shift for the training that follows (and a
+            # resumed run, restoring the stream, would not see that shift).
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                generator=torch.Generator().manual_seed(self.seed),
+                **common,
+            )
+        # The training order and each sample's augmentation are functions of (seed, epoch,
+        # position) only (Lightning calls ``set_epoch``), and the loader saves how far the epoch
+        # got: a run resumed from any checkpoint, mid-epoch included, sees exactly the batches
+        # an uninterrupted run would, whatever the number of workers.
+        sampler = EpochSeededSampler(len(dataset), self.seed)
+        return ResumableDataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            generator=generator,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            pin_memory=self.pin_memory,
-            drop_last=self.drop_last and train,
-            worker_init_fn=_seed_worker,
-            persistent_workers=self.num_workers > 0,
+            batch_sampler=ResumableBatchSampler(sampler, self.batch_size, self.drop_last),
+            # seeds the workers' base seed only (augmentation is seeded per sample)
+            generator=torch.Generator().manual_seed(self.seed),
+            **common,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -32,7 +32,9 @@ from scouter.evaluation.options import (  # noqa: F401
     DEFAULT_METRICS,
     EXPLAINED_CLASS_MODES,
     METRICS,
+    PREPROCESSING_SOURCES,
     SPLITS,
+    DataConfigMismatchWarning,
     EvaluationError,
     EvaluationOptions,
     PreparedEvaluation,
@@ -43,6 +45,7 @@ from scouter.evaluation.running import evaluate, run
 __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
+    "DataConfigMismatchWarning",
     "EvaluationError",
     "EvaluationOptions",
     "PreparedEvaluation",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,9 @@ from scouter.evaluation.options import (
     DEFAULT_METRICS,
     EXPLAINED_CLASS_MODES,
     METRICS,
+    PREPROCESSING_SOURCES,
     SPLITS,
+    DataConfigMismatchWarning,
     EvaluationError,
     EvaluationOptions,
 )
@@ -82,6 +85,14 @@ def build_parser():
     parser.add_argument(
         "--metric-batch-size", type=int, default=256, help="perturbed images per forward pass"
     )
+    parser.add_argument(
+        "--preprocessing",
+        default="checkpoint",
+        choices=PREPROCESSING_SOURCES,
+        help="input size, channels, mean, std: from the data config stored with the checkpoint "
+        "(default, where it has one) or from the config's data section; a disagreement is "
+        "warned about either way",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -118,8 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             metric_batch_size=args.metric_batch_size,
             progress=not args.no_progress,
+            preprocessing=args.preprocessing,
         )
-        prepared = prepare(options)
+        with warnings.catch_warnings():  # printed below, once, in evaluate.py's own words
+            warnings.simplefilter("ignore", DataConfigMismatchWarning)
+            prepared = prepare(options)
+        for warning in prepared.warnings:
+            print(f"evaluate.py: warning: {warning}", file=sys.stderr)
         for note in prepared.notes:
             print(f"evaluate.py: note: {note}", file=sys.stderr)
         results = run(prepared)

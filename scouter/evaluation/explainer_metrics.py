@@ -109,9 +109,26 @@ class _ExplainerMetrics:
             finite = values[~values.isnan()]
             summary[name] = {
                 "value": float(finite.mean()) if finite.numel() else float("nan"),
+                "std": float(finite.std(unbiased=False)) if finite.numel() else float("nan"),
+                "count": int(finite.numel()),
                 "higher_is_better": bool(metric.higher_is_better),
                 "nan_count": nan_count,
                 "settings": self.settings[name],
             }
+            if name in ("insertion", "deletion"):
+                summary[name]["mean_curve"] = _mean_curve(metric)
             per_image[name] = values
         return summary, per_image
+
+
+def _mean_curve(metric: Any) -> list[float] | None:
+    """The mean ``(N+1,)`` insertion / deletion curve over the images whose curve is defined
+    (docs/metrics.md#results-files); ``None`` when no image has one. Its trapezoid AUC equals the
+    metric's mean AUC."""
+    if not metric.curve_list:
+        return None
+    curves = metric.curves().detach().double().cpu()
+    defined = torch.isfinite(curves).all(dim=1)
+    if not bool(defined.any()):
+        return None
+    return [float(v) for v in curves[defined].mean(dim=0)]

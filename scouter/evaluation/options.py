@@ -29,6 +29,14 @@ EXPLAINED_CLASS_MODES = ("auto", "target", "predicted", "least_similar", "wordne
 SPLITS = ("train", "val", "test")
 
 
+#: Where ``evaluate.py`` takes the preprocessing from (``--preprocessing``).
+PREPROCESSING_SOURCES = ("checkpoint", "config")
+
+
+class DataConfigMismatchWarning(UserWarning):
+    """The config's ``data:`` section preprocesses differently from the checkpoint's data config."""
+
+
 class EvaluationError(ValueError):
     """A user-caused problem (the message says how to fix it): found by :func:`prepare` before
     evaluation starts, or by :func:`run` when the model's outputs turn non-finite."""
@@ -63,6 +71,10 @@ class EvaluationOptions:
         seed: seed of the infidelity / sensitivity perturbations.
         metric_batch_size: perturbed images per forward pass inside the metrics.
         progress: show a progress bar.
+        preprocessing: where the input preprocessing (size, channels, mean, std, eval resize)
+            comes from: ``"checkpoint"`` (default: the data config stored with the model, when it
+            has one) or ``"config"`` (the YAML's ``data:`` section). Either way a disagreement
+            between the two is warned about, naming each field.
     """
 
     checkpoint: str | Path
@@ -82,6 +94,7 @@ class EvaluationOptions:
     seed: int = 0
     metric_batch_size: int = 256
     progress: bool = True
+    preprocessing: str = "checkpoint"
 
 
 @dataclass
@@ -100,3 +113,4 @@ class PreparedEvaluation:
     explained_class: str | int
     least_similar: Tensor | None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)

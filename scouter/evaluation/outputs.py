@@ -47,6 +47,8 @@ def _export(
     labels = [f"{class_names[r['label']]} → {class_names[r['prediction']]}" for r in rows[:count]]
     explanation_grid(export / "grid.png", images, maps, row_labels=labels)
 
+    logits = torch.cat(shown["logits"])[:count] if shown.get("logits") else None
+    probabilities = logits.softmax(dim=1) if logits is not None else None
     report_rows = []
     for i, row in enumerate(rows[:count]):
         entry = {
@@ -56,30 +58,103 @@ def _export(
             "explained": class_names[row["explained_class"]],
             "image": images[i],
             "overlays": {name: overlay_map(images[i], m[i, 0]) for name, m in maps.items()},
+            "metrics": {
+                name: {
+                    metric: row.get(f"{name}/{metric}")
+                    for metric in results["explanations"][name]["metrics"]
+                }
+                for name in results["explanations"]
+            },
         }
-        # One compact cell (rendered "name=value, …") keeps the overlays on screen however
-        # many explainers × metrics there are.
-        values = {k: round(v, 4) for k, v in row.items() if "/" in k and isinstance(v, float)}
-        if values:
-            entry["per-image metrics"] = values
+        if probabilities is not None:
+            entry["probability"] = float(probabilities[i, row["prediction"]])
         report_rows.append(entry)
-    flat_metrics: dict[str, Any] = dict(results["metrics"])
-    for name, doc in results["explanations"].items():
-        for metric, summary in doc["metrics"].items():
-            flat_metrics[f"{name} / {metric}"] = summary
     model_config = results["checkpoint"]["model_config"]
     write_html_report(
         export / "report.html",
         title=f"SCOUTER evaluation: {model_config['backbone']} {prepared.model.config.variant} on "
         f"{results['dataset']['name']} ({results['dataset']['split']})",
-        metrics=flat_metrics,
+        metrics=results["metrics"],
         rows=report_rows,
+        explainers=results["explanations"],
+        class_maps=_class_map_entries(shown, rows, images, logits, class_names),
+        sign=model_config.get("sign") if model_config.get("head") == "xslot" else None,
         settings={
             "checkpoint": results["checkpoint"]["path"],
             "sha256": results["checkpoint"]["sha256"],
             "config": results["config_path"] or "(in memory)",
+            "model": f"{model_config['backbone']}, {prepared.model.config.variant}, "
+            f"{len(class_names)} classes",
             "images evaluated": results["num_images"],
             "explained class": results["explained_class"],
-            "explainers": ", ".join(results["explanations"]),
+            "explainers": ", ".join(results["explanations"]) or "(none)",
         },
     )
+
+
+MAX_STRIP_CLASSES = 20
+"""Above this many classes the every-class strip shows the highest-scoring ones (and the true and
+explained class)."""
+
+
+def _class_map_entries(
+    shown: dict[str, Any],
+    rows: list[dict[str, Any]],
+    images: list[torch.Tensor],
+    logits: torch.Tensor | None,
+    class_names: list[str],
+) -> list[dict[str, Any]]:
+    """The report's every-class strips of a SCOUTER model (docs/metrics.md#html-report): each
+    image's ``K`` maps normalised jointly (one min–max over all classes, as the reference's
+    visualisation), one overlay per class, labelled with its score and probability."""
+    import torch.nn.functional as F
+
+    from scouter.export import overlay_map
+    from scouter.metrics.maps import minmax_normalise
+
+    if not shown.get("class_maps") or logits is None:
+        return []
+    every = torch.cat(shown["class_maps"])
+    entries = []
+    for i in range(min(len(every), len(images))):
+        row, image = rows[i], images[i]
+        maps = F.interpolate(
+            every[i : i + 1].clamp_min(0), size=tuple(image.shape[-2:]), mode="bilinear",
+            align_corners=False,
+        )[0].clamp_min(0)  # fmt: skip
+        maps = minmax_normalise(maps, dims=(0, 1, 2))  # (K, H, W), jointly over the classes
+        scores, probabilities = logits[i], logits[i].softmax(dim=0)
+        label, predicted, explained = row["label"], row["prediction"], row["explained_class"]
+        num_classes = len(scores)
+        shown_classes = list(range(num_classes))
+        note = ""
+        if num_classes > MAX_STRIP_CLASSES:
+            must = list(dict.fromkeys([label, explained]))
+            top = [int(k) for k in scores.argsort(descending=True) if int(k) not in must]
+            shown_classes = sorted(must + top[: MAX_STRIP_CLASSES - len(must)])
+            note = (
+                f"{len(shown_classes)} of {num_classes} classes shown: the highest-scoring ones "
+                "and the true and explained class"
+            )
+        entries.append(
+            {
+                "id": row["id"],
+                "true": class_names[label],
+                "predicted": class_names[predicted],
+                "image": image,
+                "note": note,
+                "classes": [
+                    {
+                        "name": class_names[k],
+                        "score": float(scores[k]),
+                        "probability": float(probabilities[k]),
+                        "overlay": overlay_map(image, maps[k]),
+                        "true": k == label,
+                        "predicted": k == predicted,
+                        "explained": k == explained,
+                    }
+                    for k in shown_classes
+                ],
+            }
+        )
+    return entries

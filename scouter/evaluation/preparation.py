@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from scouter.evaluation.options import (
     DEFAULT_METRICS,
     EXPLAINED_CLASS_MODES,
     METRICS,
+    PREPROCESSING_SOURCES,
     SPLITS,
+    DataConfigMismatchWarning,
     EvaluationError,
     EvaluationOptions,
     PreparedEvaluation,
@@ -178,6 +181,46 @@ def _split_dataset(datamodule: Any, split: str) -> Any:
     return TransformedDataset(train.dataset, datamodule.val_set.transform, train.indices)
 
 
+def _field_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + ")"
+    return repr(value)
+
+
+def choose_preprocessing(model: nn.Module, datamodule: Any, source: str) -> str | None:
+    """Make ``datamodule`` preprocess as ``source`` says; the mismatch warning, if any.
+
+    ``source="checkpoint"`` uses the model's stored data config (when it has one) instead of the
+    config's ``data:`` settings; ``"config"`` keeps the config's. Every field where the two
+    disagree is named with both values and which one is used.
+    """
+    stored = getattr(model, "data_config", None)
+    if stored is None:
+        return None
+    try:
+        configured = datamodule.data_config
+    except ValueError as error:  # e.g. a mean/std that does not fit data.in_chans
+        raise EvaluationError(f"the config's data section is invalid: {error}") from None
+    differences = stored.differences(configured)
+    if not differences:
+        return None
+    if source == "checkpoint":
+        datamodule.use_data_config(stored)
+    used = (
+        "the checkpoint's values are used (--preprocessing config uses the config's)"
+        if source == "checkpoint"
+        else "the config's values are used, as --preprocessing config asks"
+    )
+    listed = "; ".join(
+        f"{name}: checkpoint {_field_value(mine)}, config {_field_value(theirs)}"
+        for name, mine, theirs in differences
+    )
+    return (
+        f"the config's data section preprocesses differently from the data config stored with "
+        f"the checkpoint ({listed}): {used}"
+    )
+
+
 def prepare(options: EvaluationOptions) -> PreparedEvaluation:
     """Validate every input and build model, data and explainers, before any evaluation work.
 
@@ -192,6 +235,12 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
             with NaN/inf weights, ``precision`` asked for on a dataset without boxes or masks
             (by default it is left out there, with a note in ``notes``;
             :mod:`scouter.evaluation.checks`).
+
+    Preprocessing: when the checkpoint stores a data config (``.ckpt`` from ``train.py``,
+    ``.safetensors`` from ``save_model``) and the config's ``data:`` section resolves to another
+    size, channel count, mean, std or eval resize, a :class:`DataConfigMismatchWarning` names each
+    field and both values (also in ``warnings``); ``options.preprocessing`` says which is used
+    (the checkpoint's by default).
     """
     out = _check_output_dir(options.out, "--out")
     export = _check_output_dir(options.export, "--export")
@@ -224,6 +273,10 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         raise EvaluationError(
             f"explained_class must be one of {EXPLAINED_CLASS_MODES} or a class index, "
             f"got {options.explained_class!r}"
+        )
+    if options.preprocessing not in PREPROCESSING_SOURCES:
+        raise EvaluationError(
+            f"preprocessing must be one of {PREPROCESSING_SOURCES}, got {options.preprocessing!r}"
         )
     device = _resolve_device(options.device)
 
@@ -268,6 +321,11 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
             f"{data_section['dataset']!r} (as configured) has {num_classes}: evaluate it with the "
             "config it was trained with (e.g. data.dataset_options.num_classes)"
         )
+    mismatch = choose_preprocessing(model, datamodule, options.preprocessing)
+    if mismatch is not None:
+        warnings.warn(mismatch, DataConfigMismatchWarning, stacklevel=2)
+        if options.preprocessing == "checkpoint":  # the splits again, through the model's transform
+            dataset = _split_dataset(datamodule, options.split)
     from scouter.models.inputs import channel_mismatch, size_mismatch
 
     # The data module converts every image to data.in_chans and resizes it to data.image_size,
@@ -323,6 +381,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         explained_class=mode,
         least_similar=least_similar,
         notes=[note] if note else [],
+        warnings=[mismatch] if mismatch else [],
     )
 
 

@@ -37,6 +37,19 @@ def _unnormalise(images: Tensor, dataset: Any) -> Tensor:
     return (images * std.to(images) + mean.to(images)).clamp(0, 1)
 
 
+CLASS_MAP_IMAGES = 4
+"""How many of the exported images get SCOUTER's every-class maps in the report."""
+
+
+def _every_class_maps(model: Any, images: Tensor) -> Tensor:
+    """SCOUTER's maps of every class, ``(b, K, h, w)`` on the CPU: the ``slot`` explainer with
+    ``target="all"`` (one forward pass)."""
+    from scouter.explain import get_explainer
+
+    with torch.no_grad():
+        return get_explainer("slot")(model, images, target="all").maps.detach().float().cpu()
+
+
 def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     """Evaluate a prepared run and write its files.
 
@@ -68,8 +81,8 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         dataset_view,
         batch_size=datamodule.batch_size,
         shuffle=False,
-        num_workers=datamodule.num_workers,
         collate_fn=collate_samples,
+        **datamodule.loader_settings("cpu" if device.type == "cpu" else "gpu"),
     )
     num_classes = model.num_classes
 
@@ -83,7 +96,13 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     explanation_metrics = [m for m in prepared.metrics if m != "accuracy"]
     per_explainer: dict[str, _ExplainerMetrics] = {}
     rows: list[dict[str, Any]] = []
-    shown: dict[str, Any] = {"images": [], "maps": {n: [] for n in prepared.explainers}}
+    shown: dict[str, Any] = {
+        "images": [],
+        "maps": {n: [] for n in prepared.explainers},
+        "logits": [],  # (b, K) chunks of the shown images: the report's predicted probability
+        "class_maps": [],  # SCOUTER: (b, K, h, w) chunks, every class's map (report strips)
+    }
+    scouter_head = getattr(getattr(model, "config", None), "head", None) == "xslot"
     class_names = list(getattr(dataset, "class_names", [])) or [str(k) for k in range(num_classes)]
 
     started = time.perf_counter()
@@ -116,6 +135,11 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         if options.export is not None and len(shown["images"]) < options.num_images:
             take = options.num_images - len(shown["images"])
             shown["images"].extend(_unnormalise(images[:take], dataset).cpu())
+            shown["logits"].append(logits[:take].detach().float().cpu())
+            strips = sum(len(chunk) for chunk in shown["class_maps"])
+            if scouter_head and strips < CLASS_MAP_IMAGES:
+                wanted = min(take, CLASS_MAP_IMAGES - strips)
+                shown["class_maps"].append(_every_class_maps(model, images[:wanted]))
         for i, image_id in enumerate(batch["id"]):
             rows.append(
                 {
@@ -165,6 +189,9 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
             "path": str(checkpoint),
             "sha256": file_sha256(checkpoint),
             "model_config": model.config.to_dict(),
+            "data_config": model.data_config.to_dict()
+            if getattr(model, "data_config", None) is not None
+            else None,
         },
         "dataset": {
             "name": data_section.get("dataset"),
@@ -172,9 +199,11 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
             "options": data_section.get("dataset_options") or {},
             "split": options.split,
             "class_names": class_names,
+            "preprocessing": prepared.datamodule.data_config.to_dict(),
         },
         "num_images": len(rows),
         "explained_class": prepared.explained_class,
+        "warnings": list(prepared.warnings),
         "metrics": metrics_doc,
         "explanations": explanations_doc,
         "evaluation": {

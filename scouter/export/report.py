@@ -1,7 +1,21 @@
 """A self-contained HTML report of an evaluation run.
 
 One file, no server, no JavaScript: inline CSS, images embedded as base64 PNG data URIs. Written
-atomically (temporary file + ``os.replace``) like every results file.
+atomically (temporary file + ``os.replace``, :mod:`scouter.atomic_io`) like every results file.
+
+What it shows (docs/metrics.md#html-report):
+
+* the classification metrics, then the explainers compared: one table (rows explainers, columns
+  metrics, mean ± std with the number of images and NaNs), the mean insertion / deletion curves in
+  one plot, and each explainer's settings as a readable list;
+* one card per image: input, true / predicted class (with its probability) and explained class,
+  every explainer's overlay side by side on one colour scale with its colour bar, and that image's
+  metric values in a small table;
+* for SCOUTER models, every class's map for a few images (the paper's positive / negative
+  explanation figure), labelled with the class name, score and probability.
+
+Every row of cards wraps or scrolls inside its own box, so the page is never wider than the
+window however many explainers or classes there are. All text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -22,23 +36,63 @@ import torch
 from scouter.export.overlay import to_uint8_image
 from scouter.export.results_io import atomic_write_text
 
-__all__ = ["png_data_uri", "write_html_report"]
+__all__ = ["OVERLAY_NORMALISATION", "CLASS_MAP_NORMALISATION", "png_data_uri", "write_html_report"]
+
+OVERLAY_NORMALISATION = (
+    "each map prepared as the metrics prepare it (docs/metrics.md#map-preparation): ReLU, "
+    "bilinear upsampling to the input size, min–max normalised per map to [0, 1] — 0 is the "
+    "map's own minimum, 1 its own maximum — then coloured with jet and blended over the image "
+    "with opacity 0.4"
+)
+CLASS_MAP_NORMALISATION = (
+    "all classes of one image min–max normalised jointly to [0, 1] (ReLU, bilinear upsampling, "
+    "one minimum and one maximum over the image's maps, as the reference's visualisation, "
+    "docs/method.md#visualisation), so a class the model pays little attention to stays dark "
+    "blue; jet, opacity 0.4"
+)
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; }
-table { border-collapse: collapse; margin: 8px 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+*, *::before, *::after { box-sizing: border-box; }
+body { font-family: system-ui, sans-serif; margin: 16px; color: #222; max-width: 100%;
+       line-height: 1.35; }
+h1 { font-size: 22px; overflow-wrap: anywhere; } h2 { font-size: 18px; margin-top: 28px; }
+h3 { font-size: 15px; margin: 4px 0 6px; overflow-wrap: anywhere; }
+p.note { font-size: 13px; color: #444; max-width: 70em; }
+.scroll { max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; margin: 6px 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f0f0f0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.best { font-weight: 700; background: #eef7ee; }
+.sub { display: block; font-size: 11px; color: #666; font-weight: 400; }
 .wrong { color: #b00020; font-weight: 600; }
-figure { display: inline-block; margin: 0 6px 4px 0; text-align: center; }
-figure img { width: 128px; height: 128px; image-rendering: auto; display: block; }
-figcaption { font-size: 11px; }
-td:last-child { white-space: nowrap; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; max-width: 100%; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 10px; max-width: 100%;
+        min-width: 0; }
+.card dl { margin: 0; display: grid; grid-template-columns: max-content minmax(0, 1fr);
+           gap: 2px 12px; font-size: 13px; }
+.card dt { font-weight: 600; } .card dd { margin: 0; overflow-wrap: anywhere; }
+.card ul { margin: 0; padding-left: 16px; }
+.image-card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 10px; margin: 10px 0;
+              max-width: 100%; }
+.image-head { font-size: 14px; margin-bottom: 6px; overflow-wrap: anywhere; }
+.image-head .id { font-family: monospace; font-weight: 600; margin-right: 12px; }
+.maps { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; max-width: 100%; }
+.strip { display: flex; flex-wrap: nowrap; gap: 6px; overflow-x: auto; max-width: 100%;
+         padding-bottom: 4px; }
+figure { margin: 0; flex: 0 0 auto; width: 132px; text-align: center; }
+figure img { width: 128px; height: 128px; display: block; margin: 0 auto; }
+figcaption { font-size: 11px; overflow-wrap: anywhere; }
+figure.true img { outline: 3px solid #1b7f3b; outline-offset: -3px; }
+figure.predicted figcaption .name { font-weight: 700; }
+table.small { font-size: 12px; }
+.legend { display: flex; align-items: center; gap: 8px; font-size: 12px; margin: 6px 0;
+          flex-wrap: wrap; }
+.legend img { width: 256px; height: 14px; display: block; }
+.legend .ticks { display: flex; justify-content: space-between; width: 256px; }
+img.plot { max-width: 100%; height: auto; display: block; }
 """
-
-_RESERVED = {"id", "true", "predicted", "explained", "image", "overlays"}
 
 
 def png_data_uri(image: Any) -> str:
@@ -47,107 +101,350 @@ def png_data_uri(image: Any) -> str:
 
     buffer = io.BytesIO()
     Image.fromarray(to_uint8_image(image)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _bytes_uri(buffer.getvalue())
 
 
-def _format(value: Any) -> str:
+def _bytes_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _scalar(value: Any) -> Any:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, Mapping):  # nested settings: "k=v, k=v"
-        return ", ".join(f"{html.escape(str(k))}={_format(v)}" for k, v in value.items())
+    return value
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    value = _scalar(value)
+    if value is None:
+        return "NaN"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        return "NaN" if math.isnan(value) else f"{value:.4f}"
-    return html.escape(str(value))
+        return "NaN" if math.isnan(value) else f"{value:.{digits}f}"
+    return _e(value)
 
 
-def _metrics_table(metrics: Mapping[str, Any]) -> str:
-    rows = []
-    for name, value in metrics.items():
-        if isinstance(value, Mapping):  # {"value": ..., "settings": {...}, "nan_count": ...}
-            main = value.get("value", "")
-            extra = ", ".join(
-                f"{html.escape(str(k))}={_format(v)}" for k, v in value.items() if k != "value"
-            )
-        else:
-            main, extra = value, ""
-        rows.append(
-            f"<tr><th>{html.escape(str(name))}</th><td class='num'>{_format(main)}</td>"
-            f"<td>{extra}</td></tr>"
-        )
+def _value_html(value: Any) -> str:
+    """A value as HTML: numbers formatted, mappings as a nested list (never one long line)."""
+    value = _scalar(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return "<span class='sub'>none</span>"
+        items = "".join(f"<li>{_e(k)}: {_value_html(v)}</li>" for k, v in value.items())
+        return f"<ul>{items}</ul>"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value_html(v) for v in value)
+    if value is None:
+        return "None"
+    return _number(value)
+
+
+def _legend(note: str, cmap: str) -> str:
+    from scouter.export.report_plots import colour_bar
+
     return (
-        "<table><tr><th>metric</th><th>value</th><th>details</th></tr>" + "".join(rows) + "</table>"
+        "<div class='legend'>"
+        f"<div><img class='colour-bar' alt='colour scale {_e(cmap)}: 0 (low) to 1 (high)' "
+        f"src='{png_data_uri(colour_bar(cmap))}'>"
+        "<div class='ticks'><span>0</span><span>0.25</span><span>0.5</span><span>0.75</span>"
+        "<span>1</span></div></div>"
+        f"<div>{_e(note)}</div></div>"
     )
 
 
-def _image_rows(rows: Sequence[Mapping[str, Any]]) -> str:
-    extra_keys = list(dict.fromkeys(k for row in rows for k in row if k not in _RESERVED))
-    head = ["id", "true", "predicted", "explained", *extra_keys, "input and explanations"]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+def _key_value_table(entries: Mapping[str, Any], css_class: str = "") -> str:
+    rows = []
+    for name, value in entries.items():
+        value = _scalar(value)
+        if isinstance(value, Mapping) and "value" in value:  # {"value": ..., "settings": ...}
+            main = value["value"]
+            details = {k: v for k, v in value.items() if k != "value"}
+            cell = f"{_value_html(main)}<span class='sub'>{_value_html(details)}</span>"
+        else:
+            cell = _value_html(value)
+        rows.append(f"<tr><th>{_e(name)}</th><td>{cell}</td></tr>")
+    cls = f" class='{css_class}'" if css_class else ""
+    return f"<div class='scroll'><table{cls}>" + "".join(rows) + "</table></div>"
+
+
+def _metric_names(explainers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(m for doc in explainers.values() for m in (doc.get("metrics") or {})))
+
+
+def _explainer_table(explainers: Mapping[str, Mapping[str, Any]]) -> str:
+    """Rows explainers, columns metrics: mean ± std, N images and NaN count; best in bold."""
+    names = _metric_names(explainers)
+    if not names:
+        return ""
+    best: dict[str, str] = {}
+    for metric in names:
+        scored = []
+        for explainer, doc in explainers.items():
+            summary = (doc.get("metrics") or {}).get(metric)
+            value = _scalar(summary.get("value")) if isinstance(summary, Mapping) else None
+            if isinstance(value, numbers.Real) and math.isfinite(value):
+                higher = bool(summary.get("higher_is_better", True))
+                scored.append((value if higher else -value, explainer))
+        scored.sort(reverse=True)
+        if len(scored) > 1 and scored[0][0] > scored[1][0]:  # a tie has no best
+            best[metric] = scored[0][1]
+    head = "".join(f"<th>{_e(m)}{_direction(explainers, m)}</th>" for m in names)
+    out = ["<div class='scroll'><table class='explainer-metrics'><tr><th>explainer</th>", head]
+    out.append("</tr>")
+    for explainer, doc in explainers.items():
+        cells = [f"<th>{_e(explainer)}</th>"]
+        for metric in names:
+            summary = (doc.get("metrics") or {}).get(metric)
+            if not isinstance(summary, Mapping):
+                cells.append("<td></td>")
+                continue
+            text = _number(summary.get("value"))
+            std = _scalar(summary.get("std"))
+            if isinstance(std, numbers.Real) and math.isfinite(std):
+                text += f" ± {std:.4f}"
+            counts = []
+            if summary.get("count") is not None:
+                counts.append(f"N={int(summary['count'])}")
+            if summary.get("nan_count") is not None:
+                counts.append(f"NaN {int(summary['nan_count'])}")
+            sub = f"<span class='sub'>{', '.join(counts)}</span>" if counts else ""
+            cls = "num best" if best.get(metric) == explainer else "num"
+            cells.append(f"<td class='{cls}'>{text}{sub}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table></div>")
+    return "".join(out)
+
+
+def _direction(explainers: Mapping[str, Mapping[str, Any]], metric: str) -> str:
+    for doc in explainers.values():
+        summary = (doc.get("metrics") or {}).get(metric)
+        if isinstance(summary, Mapping) and "higher_is_better" in summary:
+            return " ↑" if summary["higher_is_better"] else " ↓"
+    return ""
+
+
+def _explainer_settings(explainers: Mapping[str, Mapping[str, Any]]) -> str:
+    """One card per explainer: its own settings, then each metric's settings, as lists."""
+    cards = []
+    for explainer, doc in explainers.items():
+        entries = [f"<dt>explainer</dt><dd>{_value_html(doc.get('settings') or {})}</dd>"]
+        for metric, summary in (doc.get("metrics") or {}).items():
+            if isinstance(summary, Mapping) and summary.get("settings"):
+                entries.append(f"<dt>{_e(metric)}</dt><dd>{_value_html(summary['settings'])}</dd>")
+        cards.append(
+            f"<div class='card settings'><h3>{_e(explainer)}</h3><dl>{''.join(entries)}</dl></div>"
+        )
+    return "<div class='cards'>" + "".join(cards) + "</div>"
+
+
+def _curves(explainers: Mapping[str, Mapping[str, Any]]) -> str:
+    from scouter.export.report_plots import curves_png
+
+    curves: dict[str, dict[str, Any]] = {}
+    aucs: dict[str, dict[str, Any]] = {}
+    for explainer, doc in explainers.items():
+        for mode in ("insertion", "deletion"):
+            summary = (doc.get("metrics") or {}).get(mode)
+            if isinstance(summary, Mapping) and summary.get("mean_curve") is not None:
+                curves.setdefault(explainer, {})[mode] = summary["mean_curve"]
+                aucs.setdefault(explainer, {})[mode] = _scalar(summary.get("value"))
+    png = curves_png(curves, aucs) if curves else None
+    if png is None:
+        return ""
+    return (
+        "<h3>Insertion and deletion curves</h3><p class='note'>Mean over the evaluated images "
+        "(images whose curve is undefined left out) of the explained class's probability as the "
+        "most salient pixels are inserted into a blurred copy or deleted "
+        "(docs/metrics.md#insertion-and-deletion).</p>"
+        f"<img class='plot curves' alt='insertion and deletion curves' src='{_bytes_uri(png)}'>"
+    )
+
+
+_ROW_KEYS = {"id", "true", "predicted", "probability", "explained", "image", "overlays", "metrics"}
+
+
+def _figure(image: Any, caption: str, css_class: str = "") -> str:
+    cls = f" class='{css_class}'" if css_class else ""
+    return (
+        f"<figure{cls}><img alt='{_e(caption)}' src='{png_data_uri(image)}'>"
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _per_image_metrics(values: Mapping[str, Mapping[str, Any]]) -> str:
+    """Rows explainers, columns metrics of one image."""
+    names = list(dict.fromkeys(m for per in values.values() for m in per))
+    if not names:
+        return ""
+    out = [
+        "<div class='scroll'><table class='small'><tr><th>explainer</th>",
+        "".join(f"<th>{_e(m)}</th>" for m in names),
+        "</tr>",
+    ]
+    for explainer, per in values.items():
+        cells = "".join(f"<td class='num'>{_number(per.get(m, ''))}</td>" for m in names)
+        out.append(f"<tr><th>{_e(explainer)}</th>{cells}</tr>")
+    out.append("</table></div>")
+    return "".join(out)
+
+
+def _image_cards(rows: Sequence[Mapping[str, Any]]) -> str:
+    out = []
     for row in rows:
-        true, pred = row.get("true", ""), row.get("predicted", "")
-        wrong = " class='wrong'" if str(true) != str(pred) else ""
-        cells = [
-            f"<td>{_format(row.get('id', ''))}</td>",
-            f"<td>{_format(true)}</td>",
-            f"<td{wrong}>{_format(pred)}</td>",
-            f"<td>{_format(row.get('explained', ''))}</td>",
-        ]
-        cells += [f"<td class='num'>{_format(row.get(k, ''))}</td>" for k in extra_keys]
+        true, predicted = row.get("true", ""), row.get("predicted", "")
+        wrong = " class='wrong'" if str(true) != str(predicted) else ""
+        probability = _scalar(row.get("probability"))
+        p = f" (p = {probability:.3f})" if isinstance(probability, numbers.Real) else ""
+        head = (
+            f"<div class='image-head'><span class='id'>{_e(row.get('id', ''))}</span>"
+            f"true: <b>{_e(true)}</b> · predicted: <b{wrong}>{_e(predicted)}</b>{p}"
+            f" · explained: <b>{_e(row.get('explained', ''))}</b></div>"
+        )
         figures = []
         if row.get("image") is not None:
-            figures.append(
-                f"<figure><img alt='input' src='{png_data_uri(row['image'])}'>"
-                "<figcaption>input</figcaption></figure>"
-            )
+            figures.append(_figure(row["image"], "input"))
         for method, overlay in (row.get("overlays") or {}).items():
-            name = html.escape(str(method))
-            figures.append(
-                f"<figure><img alt='{name}' src='{png_data_uri(overlay)}'>"
-                f"<figcaption>{name}</figcaption></figure>"
-            )
-        cells.append("<td>" + "".join(figures) + "</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+            figures.append(_figure(overlay, str(method)))
+        extra = {k: v for k, v in row.items() if k not in _ROW_KEYS}
+        details = _per_image_metrics(row.get("metrics") or {})
+        if extra:
+            details += _key_value_table(extra, "small")
+        out.append(
+            f"<section class='image-card'>{head}<div class='maps'>{''.join(figures)}</div>"
+            f"{details}</section>"
+        )
     return "".join(out)
+
+
+def _class_map_cards(class_maps: Sequence[Mapping[str, Any]]) -> str:
+    out = []
+    for entry in class_maps:
+        figures = []
+        if entry.get("image") is not None:
+            figures.append(_figure(entry["image"], "input"))
+        for cls in entry.get("classes", ()):
+            flags = [f for f in ("true", "predicted", "explained") if cls.get(f)]
+            score, probability = _scalar(cls.get("score")), _scalar(cls.get("probability"))
+            lines = [f"<span class='name'>{_e(cls.get('name', ''))}</span>"]
+            numbers_line = []
+            if isinstance(score, numbers.Real):
+                numbers_line.append(f"score {score:.3f}")
+            if isinstance(probability, numbers.Real):
+                numbers_line.append(f"p {probability:.3f}")
+            if numbers_line:
+                lines.append(_e(" · ".join(numbers_line)))
+            if flags:
+                lines.append(f"<i>{_e(', '.join(flags))}</i>")
+            figures.append(
+                f"<figure class='{' '.join(flags)}'><img alt='{_e(cls.get('name', ''))}' "
+                f"src='{png_data_uri(cls['overlay'])}'><figcaption>{'<br>'.join(lines)}"
+                "</figcaption></figure>"
+            )
+        note = f"<div class='sub'>{_e(entry['note'])}</div>" if entry.get("note") else ""
+        true, predicted = entry.get("true", ""), entry.get("predicted", "")
+        wrong = " class='wrong'" if str(true) != str(predicted) else ""
+        out.append(
+            f"<section class='image-card class-maps'><div class='image-head'>"
+            f"<span class='id'>{_e(entry.get('id', ''))}</span>true: <b>{_e(true)}</b> · "
+            f"predicted: <b{wrong}>{_e(predicted)}</b>{note}</div>"
+            f"<div class='strip'>{''.join(figures)}</div></section>"
+        )
+    return "".join(out)
+
+
+def _class_maps_intro(sign: int | None) -> str:
+    if sign is not None and sign < 0:
+        return (
+            "SCOUTER− (negative explanation): each class's map shows where the model finds "
+            "evidence that the image is <b>not</b> that class; the predicted class is the one "
+            "with the least such evidence."
+        )
+    return (
+        "SCOUTER+ (positive explanation): each class's map shows where the model finds evidence "
+        "<b>for</b> that class; the predicted class is the one with the most."
+    )
 
 
 def write_html_report(
     path: str | os.PathLike,
     *,
     title: str,
-    metrics: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any] | None = None,
+    rows: Sequence[Mapping[str, Any]] = (),
     settings: Mapping[str, Any] | None = None,
+    explainers: Mapping[str, Mapping[str, Any]] | None = None,
+    class_maps: Sequence[Mapping[str, Any]] | None = None,
+    sign: int | None = None,
+    cmap: str = "jet",
+    overlay_normalisation: str = OVERLAY_NORMALISATION,
+    class_map_normalisation: str = CLASS_MAP_NORMALISATION,
 ) -> Path:
-    """Write a self-contained HTML report (metrics table + one row per image with overlays).
+    """Write a self-contained HTML report (docs/metrics.md#html-report).
 
     Args:
         path: destination ``.html``.
         title: page title and heading.
-        metrics: metric name → value, or → mapping with ``"value"`` plus details such as
-            ``"settings"`` and ``"nan_count"``.
+        metrics: model-level metrics (accuracy …): name → value, or → mapping with ``"value"``
+            plus details such as ``"settings"`` and ``"nan_count"``.
         rows: one mapping per image with keys ``"id"``, ``"true"``, ``"predicted"``,
-            ``"explained"`` (class names or indices), optional ``"image"`` (``uint8`` ``(H, W, 3)``
-            or float ``(3, H, W)`` in ``[0, 1]``), optional ``"overlays"`` (method name → ``uint8``
-            ``(H, W, 3)`` overlay from :func:`~scouter.export.overlay_map`), and any further
-            scalar keys (per-image metric values) shown as extra columns.
-        settings: optional run settings (config, checkpoint hash, dataset) shown as a table.
+            ``"explained"`` (class names), optional ``"probability"`` (of the predicted class),
+            ``"image"`` (``uint8`` ``(H, W, 3)`` or float ``(3, H, W)`` in ``[0, 1]``),
+            ``"overlays"`` (explainer → ``uint8`` ``(H, W, 3)`` overlay from
+            :func:`~scouter.export.overlay_map`), ``"metrics"`` (explainer → metric → value);
+            further keys are shown as a small name / value table.
+        settings: run settings (checkpoint, hash, config …) shown as a table.
+        explainers: explainer → ``{"settings": {...}, "metrics": {metric: summary}}`` as in
+            ``results.json``'s ``"explanations"``; a summary has ``"value"`` and optionally
+            ``"std"``, ``"count"``, ``"nan_count"``, ``"higher_is_better"``, ``"settings"`` and
+            (insertion / deletion) ``"mean_curve"``.
+        class_maps: SCOUTER's every-class maps of a few images: mappings with ``"id"``,
+            ``"true"``, ``"predicted"``, ``"image"``, optional ``"note"``, and ``"classes"``: a
+            list of ``{"name", "score", "probability", "overlay", "true", "predicted",
+            "explained"}`` (the last three booleans).
+        sign: the SCOUTER model's sign (+1 / −1), which explains the every-class maps.
+        cmap: the overlays' colour map (its colour bar is drawn).
+        overlay_normalisation, class_map_normalisation: how the maps were brought to ``[0, 1]``,
+            printed next to the colour bars.
 
     Returns:
         The destination path.
     """
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
     ]
     if settings:
-        parts.append("<h2>Run</h2>" + _metrics_table(settings))
-    parts.append("<h2>Metrics</h2>" + _metrics_table(metrics))
-    parts.append(f"<h2>Images ({len(rows)})</h2>" + _image_rows(rows))
+        parts.append("<h2>Run</h2>" + _key_value_table(settings, "run"))
+    if metrics:
+        parts.append("<h2>Classification</h2>" + _key_value_table(metrics, "classification"))
+    if explainers:
+        parts.append("<h2>Explainers compared</h2>")
+        parts.append(
+            "<p class='note'>Mean ± standard deviation over the images with a defined value "
+            "(N); NaN counts the images whose value is undefined (docs/metrics.md). ↑: higher "
+            "is better, ↓: lower is better; the best explainer of each column is in bold.</p>"
+        )
+        parts.append(_explainer_table(explainers))
+        parts.append(_curves(explainers))
+        parts.append("<h3>Settings</h3>" + _explainer_settings(explainers))
+    if rows:
+        parts.append(f"<h2>Images ({len(rows)})</h2>")
+        parts.append(_legend("Overlays: " + overlay_normalisation + ".", cmap))
+        parts.append(_image_cards(rows))
+    if class_maps:
+        count = f"{len(class_maps)} image{'s' if len(class_maps) != 1 else ''}"
+        parts.append(f"<h2>Every class's map ({count})</h2>")
+        parts.append(f"<p class='note'>{_class_maps_intro(sign)} Green frame: the true class.</p>")
+        parts.append(_legend("Maps: " + class_map_normalisation + ".", cmap))
+        parts.append(_class_map_cards(class_maps))
     parts.append("</body></html>\n")
     return atomic_write_text(path, "".join(parts))

@@ -9,6 +9,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
+from scouter.data_config import DataConfig
 from scouter.models.backbones import TimmBackbone
 from scouter.models.fc import FCHead
 from scouter.models.xslot import ATTENTION_NORMS, XSlotHead
@@ -112,13 +113,24 @@ class Classifier(nn.Module):
         backbone: module mapping images ``(B, in_chans, H, W)`` to features ``(B, C, h, w)``.
         head: :class:`XSlotHead` or :class:`FCHead`.
         config: the configuration that built it (kept for checkpoints).
+        data_config: the preprocessing its inputs need (:class:`~scouter.data_config.DataConfig`:
+            size, channels, mean, std, eval resize), stored with every checkpoint; ``None`` when
+            unknown (a random or bare-state_dict model). ``scouter.data.transform_for(model)``
+            builds the matching transform.
     """
 
-    def __init__(self, backbone: TimmBackbone, head: nn.Module, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        backbone: TimmBackbone,
+        head: nn.Module,
+        config: ModelConfig,
+        data_config: DataConfig | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.config = config
+        self.data_config = data_config
 
     @property
     def num_classes(self) -> int:
@@ -186,8 +198,25 @@ def build_head(config: ModelConfig, in_channels: int) -> nn.Module:
     )
 
 
+def pretrained_data_config(config: ModelConfig) -> DataConfig | None:
+    """timm's pretrained data config of the backbone, for ``pretrained=True`` models, else None.
+
+    ``backbone_kwargs: {img_size: ...}`` (ViTs) replaces timm's input size.
+    """
+    if not config.pretrained:
+        return None
+    found = DataConfig.from_timm(config.backbone, in_chans=config.in_chans)
+    size = config.backbone_kwargs.get("img_size")
+    if found is not None and size is not None:
+        found = dataclasses.replace(found, input_size=size)
+    return found
+
+
 def build_classifier(config: ModelConfig | dict[str, Any]) -> Classifier:
-    """Build a :class:`Classifier` from a config (the backbone decides ``C``)."""
+    """Build a :class:`Classifier` from a config (the backbone decides ``C``).
+
+    ``data_config`` is timm's pretrained one for ``pretrained=True`` backbones, else ``None``.
+    """
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
     backbone = TimmBackbone(
@@ -198,4 +227,9 @@ def build_classifier(config: ModelConfig | dict[str, Any]) -> Classifier:
         stem=config.stem,
         **config.backbone_kwargs,
     )
-    return Classifier(backbone, build_head(config, backbone.out_channels), config)
+    return Classifier(
+        backbone,
+        build_head(config, backbone.out_channels),
+        config,
+        pretrained_data_config(config),
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from scouter.data_config import DataConfig, fit_channels
 from scouter.models.classifier import Classifier, ModelConfig, build_classifier
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,9 +47,17 @@ class ZooEntry:
     power: int = 2
     weights: Callable[[Classifier], None] | None = field(default=None, compare=False)
 
-    @property
-    def data_config(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "mean": self.mean, "std": self.std}
+    def data_config(self, in_chans: int | None = None) -> DataConfig:
+        """The recipe's preprocessing (squash resize, as the reference), for ``in_chans``."""
+        channels, height, width = self.input_size
+        chans = channels if in_chans is None else int(in_chans)
+        return DataConfig(
+            input_size=(height, width),
+            in_chans=chans,
+            mean=fit_channels(self.mean, chans),
+            std=fit_channels(self.std, chans),
+            eval_resize="resize",
+        )
 
 
 _REGISTRY: dict[str, ZooEntry] = {}
@@ -95,7 +104,8 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Class
         **overrides: any :class:`ModelConfig` field, e.g. ``num_classes=20, slots_per_class=3``.
 
     Returns:
-        The :class:`~scouter.models.classifier.Classifier` (train mode, as timm does).
+        The :class:`~scouter.models.classifier.Classifier` (train mode, as timm does); its
+        ``data_config`` is the entry's recipe (input size, normalisation).
 
     Example:
         >>> model = create_model("scouter_pos_resnet18_mnist", num_classes=10)
@@ -117,6 +127,7 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Class
     if use_offline:
         entry.weights(model)
     model.zoo_entry = entry.name
+    model.data_config = entry.data_config(config.in_chans)
     return model
 
 

@@ -14,7 +14,8 @@ from scouter.training.callbacks import ScouterCheckpoint, run_tags
 from scouter.training.cli import ScouterCLI, main
 from scouter.training.folder_lock import CheckpointFolderLockedError
 from scouter.training.freezing import backbone_stages, freeze_backbone_stages
-from scouter.training.module import NonFiniteLossError, ScouterModule
+from scouter.training.module import ScouterModule
+from scouter.training.nonfinite import NonFiniteLossError
 
 __all__ = [
     "CheckpointFolderLockedError",

@@ -19,25 +19,20 @@ from scouter.checkpoints import (
 from scouter.losses import ScouterLoss
 from scouter.models.classifier import Classifier, ClassifierOutput, ModelConfig, build_classifier
 from scouter.models.fc import FCHead
-from scouter.models.inputs import (
-    channel_mismatch,
-    config_channels,
-    model_channels,
-    size_mismatch,
-    state_channels,
-)
+from scouter.models.inputs import model_channels, state_channels
 from scouter.models.zoo import create_model, get_model_entry
 from scouter.training.freezing import freeze_backbone_stages
+from scouter.training.nonfinite import gradients_finite, non_finite_error
 from scouter.training.optimization import build_optimization
+from scouter.training.resume import RandomStateResume
+from scouter.training.run_checks import (
+    check_checkpoint_matches,
+    check_fc_warmup_fits,
+    check_model_fits_data,
+)
 
-# Fields that must agree between a checkpoint and the module restoring it.
 # Where the two-stage state (has the xSlot stage begun?) is kept in a checkpoint.
 _STAGE_KEY = "scouter_training_stage"
-_SHAPE_FIELDS = ("backbone", "num_classes", "head", "slots_per_class", "hidden_dim", "to_k_layers")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradients became NaN/inf; training stopped before the optimizer step."""
 
 
 class ScouterModule(pl.LightningModule):
@@ -95,6 +90,9 @@ class ScouterModule(pl.LightningModule):
             stages; the xSlot head's optimizer state starts fresh at the boundary. During the FC
             stage metrics are logged as ``fc_warmup/{train,val}/{loss,acc}`` and no best-model
             checkpoint is kept (``last.ckpt`` is), so the best checkpoint is always a SCOUTER one.
+        channels_last: keep the model's weights and the input batches in the channels-last
+            memory format (faster convolutions on recent GPUs, with ``trainer.precision:
+            bf16-mixed`` or ``16-mixed``); the numbers are the same up to float rounding.
     """
 
     def __init__(
@@ -128,6 +126,7 @@ class ScouterModule(pl.LightningModule):
         freeze_stages: int = 0,
         init_backbone_from: str | None = None,
         fc_warmup_epochs: int = 0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -197,6 +196,9 @@ class ScouterModule(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(int(num_classes), average="micro")
         self.fc_warmup_epochs = int(fc_warmup_epochs)
         self._xslot_stage_started = False
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
         if self.fc_warmup_epochs:
             if not self.model.is_scouter:
                 raise ValueError(
@@ -275,6 +277,8 @@ class ScouterModule(pl.LightningModule):
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         warmup_head, idle_head, prefix = self._forward_for_stage()
         if warmup_head is not None:
             output = ClassifierOutput(warmup_head(self.model.backbone(images)))
@@ -372,33 +376,24 @@ class ScouterModule(pl.LightningModule):
 
     # --- NaN guard ----------------------------------------------------------------------------
 
-    def _raise_non_finite(self, what: str, detail: str) -> None:
-        raise NonFiniteLossError(
-            f"{what} became non-finite at global step {self.global_step} (epoch "
-            f"{self.current_epoch}){detail}. Training stopped before the optimizer step, so no "
-            "checkpoint holds these values and the last saved one is intact. Known cause: the "
-            "reference attention normalisation divides by a signed row sum that can reach 0 "
-            "(docs/method.md#attention-normalisation) — try attention_norm: none (the training "
-            "default), a lower lr, or --trainer.gradient_clip_val."
-        )
-
     def _check_finite_loss(self, parts: Any) -> None:
         finite = bool(torch.isfinite(parts.total.detach()))
         if self._trainer is not None:
             # Every process must stop together, or the healthy ones wait forever in all-reduce.
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
-            self._raise_non_finite(
+            raise non_finite_error(
                 "the loss",
                 f": total {parts.total.item():.4g}, cross-entropy {parts.ce.item():.4g}, area "
                 f"{parts.area.item():.4g} (on some process)",
+                self.global_step,
+                self.current_epoch,
             )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Gradients are already all-reduced here, so every process sees the same verdict.
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
-            self._raise_non_finite("the gradients", "")
+        if not gradients_finite(self.parameters()):
+            raise non_finite_error("the gradients", "", self.global_step, self.current_epoch)
 
     # --- optimisation -----------------------------------------------------------------------------
 
@@ -426,30 +421,14 @@ class ScouterModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        data_classes = getattr(datamodule, "num_classes", None) if datamodule is not None else None
-        if data_classes is not None and int(data_classes) != self.model.num_classes:
-            raise ValueError(
-                f"the model has {self.model.num_classes} classes but the data has {data_classes}: "
-                "set model num_classes to the data's (train.py links them), or select the classes "
-                "with data.dataset_options.num_classes"
-            )
         if datamodule is not None:
-            # Before any batch: a mismatch would otherwise surface as a tensor-shape error deep
-            # inside the forward pass (or fit's attention-grid probe).
-            data_chans = getattr(datamodule, "in_chans", None)
-            problem = channel_mismatch(self.model, data_chans) if data_chans is not None else None
-            if problem is None:
-                problem = size_mismatch(self.model, getattr(datamodule, "image_size", None))
-            if problem is not None:
-                raise ValueError(problem)
-        max_epochs = self.trainer.max_epochs
-        if stage == "fit" and self.fc_warmup_epochs and max_epochs not in (None, -1):
-            if self.fc_warmup_epochs >= max_epochs:
-                raise ValueError(
-                    f"fc_warmup_epochs={self.fc_warmup_epochs} leaves no epoch for the xSlot head "
-                    f"(trainer.max_epochs={max_epochs}): raise max_epochs above "
-                    "fc_warmup_epochs or lower fc_warmup_epochs"
-                )
+            check_model_fits_data(self.model, datamodule)
+        if stage == "fit":
+            check_fc_warmup_fits(self.fc_warmup_epochs, self.trainer.max_epochs)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Callbacks every run needs: the random states saved and restored for exact resume."""
+        return [RandomStateResume()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_CONFIG_KEY] = self.model.config.to_dict()
@@ -460,24 +439,5 @@ class ScouterModule(pl.LightningModule):
         if stage is not None:
             self._xslot_stage_started = bool(stage.get("xslot_stage_started", False))
         stored = checkpoint.get(LIGHTNING_CONFIG_KEY)
-        if stored is None:
-            return
-        stored_chans, expected = config_channels(stored), model_channels(self.model)
-        if expected is not None and stored_chans != expected:
-            raise ValueError(
-                f"the checkpoint was trained on {stored_chans}-channel images but this model "
-                f"takes {expected} (model.in_chans, linked from data.in_chans): set "
-                f"data.in_chans: {stored_chans} (images are converted) to use this checkpoint, "
-                f"or a checkpoint trained on {expected}-channel images"
-            )
-        current = self.model.config.to_dict()
-        diff = [
-            f"{key}: checkpoint {stored.get(key)!r} vs model {current[key]!r}"
-            for key in _SHAPE_FIELDS
-            if stored.get(key) != current[key]
-        ]
-        if diff:
-            raise ValueError(
-                "the checkpoint was trained with another architecture (" + "; ".join(diff) + ") — "
-                "use the config it was trained with, or scouter.load_model(ckpt) to rebuild it"
-            )
+        if stored is not None:
+            check_checkpoint_matches(stored, self.model)
