@@ -4,7 +4,7 @@ The generator paints images in ``[-1, 1]`` with its own channel count and size; 
 was trained on images that the data module resized to ``data.image_size``, converted to
 ``data.in_chans`` channels and normalised with ``(x - mean) / std`` on the 0–1 scale. The mapping
 between the two is built here, explicitly, from the classifier checkpoint's own data settings
-(Lightning stores them as ``datamodule_hyper_parameters``) or from settings the user gives, and
+(its stored data config, see ``scouter.data_config``) or from settings the user gives, and
 every disagreement is refused before any training.
 """
 
@@ -89,12 +89,22 @@ def preprocessing_from_data_settings(data: Mapping[str, Any]) -> ClassifierPrepr
 
 
 def recorded_preprocessing(path: str | Path) -> ClassifierPreprocessing | None:
-    """The preprocessing a ``train.py`` checkpoint records, or ``None`` (safetensors, bare files)."""
+    """The preprocessing stored with the classifier, or ``None`` (bare files, older exports).
+
+    The model's data config (``scouter.data_config``: a ``train.py`` ``.ckpt`` or a
+    ``save_model`` export) first; for ``.ckpt`` files written before it was stored, the data
+    module's settings Lightning recorded (``datamodule_hyper_parameters``).
+    """
+    from scouter.checkpoints import load_model, safe_torch_load
+
     path = Path(path)
+    config = getattr(load_model(path), "data_config", None)
+    if config is not None:
+        return ClassifierPreprocessing(
+            tuple(config.input_size), config.in_chans, tuple(config.mean), tuple(config.std)
+        )
     if path.suffix == ".safetensors":
         return None
-    from scouter.checkpoints import safe_torch_load
-
     obj = safe_torch_load(path)
     data = obj.get("datamodule_hyper_parameters") if isinstance(obj, Mapping) else None
     return preprocessing_from_data_settings(data) if isinstance(data, Mapping) else None
