@@ -152,6 +152,25 @@ VARIANTS.update(
             merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "lr": 3e-3}}),
             "+ grid 8×8, FC warm-up, no norm, head lr 3e-3, λ 3",
         ),
+        # Budget: one more epoch for both (FC 4 epochs; SCOUTER 1 FC + 3 xSlot epochs).
+        "fc_os16_headlr_4ep": (
+            "fc",
+            merge(OS16, HEAD_LR, {"trainer": {"max_epochs": 4}}),
+            "FC, OS16, head lr 1e-3, 4 epochs",
+        ),
+        "pos_recipe_hd256_lr5e4_4ep": (
+            "scouter_pos",
+            merge(
+                WARM_NONE,
+                HEAD_LR,
+                {
+                    "model": {"lambda_area": 3.0, "hidden_dim": 256, "lr": 5e-4},
+                    "trainer": {"max_epochs": 4},
+                },
+            ),
+            "+ grid 8×8, FC warm-up, no norm, head lr 5e-4, λ 3, hidden dim 256, 4 epochs "
+            "(1 FC + 3 xSlot)",
+        ),
         "pos_recipe_os32": (
             "scouter_pos",
             merge(WARM, HEAD_LR, {"model": {"attention_norm": "none"}}),
