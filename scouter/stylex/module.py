@@ -114,7 +114,7 @@ class StylexModule(pl.LightningModule):
             prep = ClassifierPreprocessing.from_dict(classifier_preprocessing)
         else:
             model, source = load_explained_classifier(classifier), repr(str(classifier))
-            prep = resolve_preprocessing(classifier, classifier_preprocessing)
+            prep = resolve_preprocessing(classifier, classifier_preprocessing, model)
         check_classifier(model, prep, source)
         if prep.image_size != (image_size, image_size) and not resize_for_classifier:
             raise StylexInputError(

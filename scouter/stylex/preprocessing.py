@@ -88,17 +88,23 @@ def preprocessing_from_data_settings(data: Mapping[str, Any]) -> ClassifierPrepr
     return ClassifierPreprocessing(tuple(size), chans, tuple(mean), tuple(std))
 
 
-def recorded_preprocessing(path: str | Path) -> ClassifierPreprocessing | None:
+def recorded_preprocessing(
+    path: str | Path, model: nn.Module | None = None
+) -> ClassifierPreprocessing | None:
     """The preprocessing stored with the classifier, or ``None`` (bare files, older exports).
 
     The model's data config (``scouter.data_config``: a ``train.py`` ``.ckpt`` or a
     ``save_model`` export) first; for ``.ckpt`` files written before it was stored, the data
     module's settings Lightning recorded (``datamodule_hyper_parameters``).
+
+    Args:
+        path: the classifier's checkpoint.
+        model: the classifier already loaded from ``path`` (not loaded again), if at hand.
     """
     from scouter.checkpoints import load_model, safe_torch_load
 
     path = Path(path)
-    config = getattr(load_model(path), "data_config", None)
+    config = getattr(load_model(path) if model is None else model, "data_config", None)
     if config is not None:
         return ClassifierPreprocessing(
             tuple(config.input_size), config.in_chans, tuple(config.mean), tuple(config.std)
@@ -188,10 +194,13 @@ def check_classifier(model: nn.Module, prep: ClassifierPreprocessing, source: st
 
 
 def resolve_preprocessing(
-    path: str | Path, given: Mapping[str, Any] | None
+    path: str | Path, given: Mapping[str, Any] | None, model: nn.Module | None = None
 ) -> ClassifierPreprocessing:
-    """The classifier's preprocessing: recorded in its checkpoint, or given; both must agree."""
-    recorded = recorded_preprocessing(path)
+    """The classifier's preprocessing: recorded in its checkpoint, or given; both must agree.
+
+    ``model``: the classifier already loaded from ``path``, so its file is not read again.
+    """
+    recorded = recorded_preprocessing(path, model)
     if given is None:
         if recorded is None:
             raise StylexInputError(
