@@ -33,6 +33,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.apply_func import move_data_to_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -125,18 +126,6 @@ def build(config: str, device: str, steps: int, settings: list[str]) -> ScouterC
     )
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            out[key] = value.to(device)
-        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
-            out[key] = [v.to(device) for v in value]
-        else:
-            out[key] = value
-    return out
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Alternate real and ceiling runs; medians of images/s and their ratio."""
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
@@ -154,7 +143,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 datamodule.setup("fit")
                 loader = datamodule.train_dataloader()
-                distinct = [_to_device(b, device) for b in itertools.islice(loader, args.distinct)]
+                distinct = [
+                    move_data_to_device(b, device) for b in itertools.islice(loader, args.distinct)
+                ]
                 del loader
                 batches = [distinct[i % len(distinct)] for i in range(args.steps)]
                 cli.trainer.fit(cli.model, train_dataloaders=_Replay(batches))
