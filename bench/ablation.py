@@ -179,6 +179,52 @@ VARIANTS.update(
     }
 )
 
+# The recipe the ablation arrived at (the shipped composites configs): the levers below start here.
+RECIPE = merge(WARM_NONE, HEAD_LR, {"model": {"lambda_area": 3.0, "hidden_dim": 256, "lr": 5e-4}})
+COSINE = {"model": {"scheduler": "cosine"}}
+VARIANTS.update(
+    {
+        "fc_os16_headlr_cos": (
+            "fc",
+            merge(OS16, HEAD_LR, COSINE),
+            "FC, OS16, head lr 1e-3, cosine schedule",
+        ),
+        "pos_recipe_aux": (
+            "scouter_pos",
+            merge(RECIPE, {"model": {"fc_aux_weight": 1.0}}),
+            "the recipe, its FC head kept training beside the xSlot head (fc_aux_weight 1)",
+        ),
+        "pos_recipe_joint": (
+            "scouter_pos",
+            merge(RECIPE, {"model": {"fc_warmup_epochs": 0, "fc_aux_weight": 1.0}}),
+            "the recipe without the warm-up epoch: xSlot and an FC head trained together "
+            "from the start (fc_aux_weight 1)",
+        ),
+        "pos_recipe_aux2": (
+            "scouter_pos",
+            merge(RECIPE, {"model": {"fc_aux_weight": 2.0}}),
+            "the recipe, its FC head kept training beside the xSlot head (fc_aux_weight 2)",
+        ),
+        "pos_recipe_aux_4ep": (
+            "scouter_pos",
+            merge(RECIPE, {"model": {"fc_aux_weight": 1.0}, "trainer": {"max_epochs": 4}}),
+            "the recipe with fc_aux_weight 1, 4 epochs (1 FC + 3 xSlot)",
+        ),
+        "neg_recipe": ("scouter_neg", RECIPE, "SCOUTER−, the recipe"),
+        "neg_recipe_aux": (
+            "scouter_neg",
+            merge(RECIPE, {"model": {"fc_aux_weight": 1.0}}),
+            "SCOUTER−, the recipe, its FC head kept training beside the xSlot head "
+            "(fc_aux_weight 1)",
+        ),
+        "pos_recipe_cos": (
+            "scouter_pos",
+            merge(RECIPE, COSINE),
+            "the recipe (8×8, FC warm-up, no norm, head lr 5e-4, λ 3, D 256), cosine schedule",
+        ),
+    }
+)
+
 # Every lever's starting value, the shipped recipe before this ablation (configs/composites as of
 # the first release): a variant changes only what it names, whatever the configs say today.
 BASELINE = {

@@ -43,6 +43,7 @@ TRAINING_ONLY_KEYS = (
     "freeze_stages",
     "init_backbone_from",
     "fc_warmup_epochs",
+    "fc_aux_weight",
     "channels_last",
 )
 

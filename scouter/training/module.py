@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
@@ -90,6 +91,11 @@ class ScouterModule(pl.LightningModule):
             stages; the xSlot head's optimizer state starts fresh at the boundary. During the FC
             stage metrics are logged as ``fc_warmup/{train,val}/{loss,acc}`` and no best-model
             checkpoint is kept (``last.ckpt`` is), so the best checkpoint is always a SCOUTER one.
+        fc_aux_weight: weight of an auxiliary FC head's cross-entropy added to the training loss
+            while the xSlot head trains (xSlot models only; with ``fc_warmup_epochs`` it is the
+            warm-up's FC head, which keeps training). The auxiliary head sees the same backbone
+            features; it is never used for predictions or maps and never leaves the training
+            checkpoint. Logged as ``train/fc_aux_ce``.
         channels_last: keep the model's weights and the input batches in the channels-last
             memory format (faster convolutions on recent GPUs, with ``trainer.precision:
             bf16-mixed`` or ``16-mixed``); the numbers are the same up to float rounding.
@@ -126,6 +132,7 @@ class ScouterModule(pl.LightningModule):
         freeze_stages: int = 0,
         init_backbone_from: str | None = None,
         fc_warmup_epochs: int = 0,
+        fc_aux_weight: float = 0.0,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
@@ -150,6 +157,8 @@ class ScouterModule(pl.LightningModule):
             )
         if int(fc_warmup_epochs) < 0:
             raise ValueError(f"fc_warmup_epochs must be >= 0, got {fc_warmup_epochs}")
+        if not float(fc_aux_weight) >= 0:
+            raise ValueError(f"fc_aux_weight must be >= 0, got {fc_aux_weight}")
         given = dict(
             backbone=backbone,
             head=head,
@@ -199,13 +208,19 @@ class ScouterModule(pl.LightningModule):
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
-        if self.fc_warmup_epochs:
-            if not self.model.is_scouter:
-                raise ValueError(
-                    f"fc_warmup_epochs={fc_warmup_epochs} trains an FC head before the xSlot "
-                    "head, but this model's head is already FC: set fc_warmup_epochs: 0 (or "
-                    "head: xslot)"
-                )
+        self.fc_aux_weight = float(fc_aux_weight)
+        if self.fc_warmup_epochs and not self.model.is_scouter:
+            raise ValueError(
+                f"fc_warmup_epochs={fc_warmup_epochs} trains an FC head before the xSlot "
+                "head, but this model's head is already FC: set fc_warmup_epochs: 0 (or "
+                "head: xslot)"
+            )
+        if self.fc_aux_weight and not self.model.is_scouter:
+            raise ValueError(
+                f"fc_aux_weight={fc_aux_weight} adds an auxiliary FC head beside the xSlot head, "
+                "but this model's head is already FC: set fc_aux_weight: 0 (or head: xslot)"
+            )
+        if self.fc_warmup_epochs or self.fc_aux_weight:
             # Outside self.model on purpose: exported and loaded models never carry it.
             self.fc_warmup_head = FCHead(self.model.backbone.out_channels, int(num_classes))
             self.fc_warmup_train_acc = MulticlassAccuracy(int(num_classes), average="micro")
@@ -280,12 +295,22 @@ class ScouterModule(pl.LightningModule):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         warmup_head, idle_head, prefix = self._forward_for_stage()
+        aux_ce = None
         if warmup_head is not None:
             output = ClassifierOutput(warmup_head(self.model.backbone(images)))
+        elif self.fc_aux_weight and stage == "train":
+            features = self.model.backbone(images)
+            head = self.model.head(features)
+            output = ClassifierOutput(head.logits, head.attention, head.slot_attention)
+            aux_ce = F.cross_entropy(self.fc_warmup_head(features), labels)
+            idle_head = None  # both heads train
         else:
             output = self.model(images)
         parts = self.loss(output, labels)  # the FC stage has no attention: cross-entropy only
         total = parts.total
+        if aux_ce is not None:
+            total = total + self.fc_aux_weight * aux_ce
+            self.log("train/fc_aux_ce", aux_ce, on_step=True, on_epoch=True, batch_size=len(labels))
         if stage == "train":
             self._check_finite_loss(parts)
             if idle_head is not None and self.trainer.world_size > 1:
@@ -400,7 +425,7 @@ class ScouterModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         head = [p for p in self.model.head.parameters() if p.requires_grad]
-        if self.fc_warmup_epochs:
+        if self.fc_warmup_epochs or self.fc_aux_weight:
             head += list(self.fc_warmup_head.parameters())
         cosine_or_warmup = hp.scheduler == "cosine" or hp.warmup_steps
         return build_optimization(

@@ -139,3 +139,50 @@ def test_two_stage_under_ddp_crosses_the_boundary(tiny_folder, tmp_path):
     last = safe_torch_load(tmp_path / "ckpt" / RUN / "last.ckpt")
     assert last["epoch"] == 1 and last["scouter_training_stage"]["xslot_stage_started"]
     assert scouter.load_model(tmp_path / "ckpt" / RUN / "last.ckpt").is_scouter
+
+
+def test_fc_aux_head_keeps_training_beside_the_xslot_head(tiny_folder, tmp_path):
+    config = _two_stage(tiny_folder, tmp_path, max_epochs=2)
+    config["model"]["fc_aux_weight"] = 0.5
+    path = str(write_config(tmp_path / "c.yaml", config))
+    main(["fit", "--config", path, "--trainer.max_steps", str(STEPS_PER_EPOCH)])
+    boundary = safe_torch_load(tmp_path / "ckpt" / RUN / "last.ckpt")["state_dict"]
+    main(["fit", "--config", path, "--ckpt_path", "last"])
+    end = safe_torch_load(tmp_path / "ckpt" / RUN / "last.ckpt")["state_dict"]
+    # Without fc_aux_weight the FC head is idle after the warm-up; with it, it keeps learning.
+    for key, value in _head(boundary, "fc_warmup_head.").items():
+        assert not torch.equal(end[key], value), f"{key} did not train in the xSlot stage"
+    (metrics,) = (tmp_path / "runs" / "csv").glob("version_1/metrics.csv")  # the resumed fit
+    with metrics.open() as handle:
+        rows = list(csv.DictReader(handle))
+    aux = [float(r["train/fc_aux_ce_step"]) for r in rows if r.get("train/fc_aux_ce_step")]
+    assert len(aux) == STEPS_PER_EPOCH  # logged in the xSlot stage only
+    assert all(torch.isfinite(torch.tensor(aux)))
+    model = scouter.load_model(tmp_path / "ckpt" / RUN / "last.ckpt")
+    assert model.is_scouter and not hasattr(model, "fc_warmup_head")
+
+
+def test_fc_aux_weight_adds_its_cross_entropy_to_the_training_loss(tiny_folder, tmp_path):
+    pl.seed_everything(0)
+    module = ScouterModule(
+        num_classes=3, **{**tiny_config(tiny_folder, tmp_path)["model"], "fc_aux_weight": 0.5}
+    )
+    module.log = lambda *args, **kwargs: None  # no trainer: only the returned loss matters
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 0])}
+    total = module.training_step(batch, 0)
+    features = module.model.backbone(batch["image"])
+    head = module.model.head(features)
+    output = scouter.models.classifier.ClassifierOutput(
+        head.logits, head.attention, head.slot_attention
+    )
+    expected = module.loss(output, batch["label"]).total + 0.5 * torch.nn.functional.cross_entropy(
+        module.fc_warmup_head(features), batch["label"]
+    )
+    torch.testing.assert_close(total, expected)
+
+
+def test_fc_aux_weight_needs_an_xslot_model_and_a_non_negative_weight():
+    with pytest.raises(ValueError, match="head is already FC: set fc_aux_weight: 0"):
+        ScouterModule(num_classes=3, backbone="test_resnet", head="fc", fc_aux_weight=1.0)
+    with pytest.raises(ValueError, match="fc_aux_weight must be >= 0"):
+        ScouterModule(num_classes=3, backbone="test_resnet", fc_aux_weight=-1.0)
