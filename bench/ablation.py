@@ -236,6 +236,7 @@ BASELINE = {
         "lambda_area": 1.0,
         "power": 2,
         "slots_per_class": 1,
+        "fc_aux_weight": 0.0,
     }
 }
 

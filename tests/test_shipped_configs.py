@@ -120,8 +120,12 @@ def test_composites_configs_train_through_their_stages(model, tmp_path, monkeypa
     folder = _fit_two_steps(config, extra)
     _check_checkpoint(folder, config)
     if model != "fc":  # two-stage: epoch 0 trained an FC head, epoch 1 the xSlot head
-        assert yaml.safe_load(config.read_text())["model"]["fc_warmup_epochs"] == 1
-        assert safe_torch_load(folder / "last.ckpt")["epoch"] == 1
+        shipped = yaml.safe_load(config.read_text())["model"]
+        assert shipped["fc_warmup_epochs"] == 1
+        last = safe_torch_load(folder / "last.ckpt")
+        assert last["epoch"] == 1
+        # The recipe keeps the warm-up's FC head training beside the xSlot head.
+        assert last["hyper_parameters"]["fc_aux_weight"] == shipped["fc_aux_weight"] > 0
 
 
 @pytest.mark.slow
