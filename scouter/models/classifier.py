@@ -175,7 +175,11 @@ class Classifier(nn.Module):
         Returns:
             :class:`ClassifierOutput`: ``logits (B, K)``, ``attention (B, K, h, w)`` or ``None``.
         """
-        features = self.backbone(images)
+        return self.classify_features(self.backbone(images))
+
+    def classify_features(self, features: torch.Tensor) -> ClassifierOutput:
+        """The head's output for backbone features ``(B, C, h, w)`` (``forward`` after the
+        backbone; for callers that also feed the features elsewhere)."""
         if isinstance(self.head, XSlotHead):
             out = self.head(features)
             return ClassifierOutput(out.logits, out.attention, out.slot_attention)

@@ -223,6 +223,7 @@ class ScouterModule(pl.LightningModule):
         if self.fc_warmup_epochs or self.fc_aux_weight:
             # Outside self.model on purpose: exported and loaded models never carry it.
             self.fc_warmup_head = FCHead(self.model.backbone.out_channels, int(num_classes))
+        if self.fc_warmup_epochs:
             self.fc_warmup_train_acc = MulticlassAccuracy(int(num_classes), average="micro")
             self.fc_warmup_val_acc = MulticlassAccuracy(int(num_classes), average="micro")
 
@@ -300,8 +301,7 @@ class ScouterModule(pl.LightningModule):
             output = ClassifierOutput(warmup_head(self.model.backbone(images)))
         elif self.fc_aux_weight and stage == "train":
             features = self.model.backbone(images)
-            head = self.model.head(features)
-            output = ClassifierOutput(head.logits, head.attention, head.slot_attention)
+            output = self.model.classify_features(features)
             aux_ce = F.cross_entropy(self.fc_warmup_head(features), labels)
             idle_head = None  # both heads train
         else:

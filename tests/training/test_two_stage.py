@@ -171,10 +171,7 @@ def test_fc_aux_weight_adds_its_cross_entropy_to_the_training_loss(tiny_folder, 
     batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 0])}
     total = module.training_step(batch, 0)
     features = module.model.backbone(batch["image"])
-    head = module.model.head(features)
-    output = scouter.models.classifier.ClassifierOutput(
-        head.logits, head.attention, head.slot_attention
-    )
+    output = module.model(batch["image"])
     expected = module.loss(output, batch["label"]).total + 0.5 * torch.nn.functional.cross_entropy(
         module.fc_warmup_head(features), batch["label"]
     )
