@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +34,25 @@ from scouter.data_config import DATA_CONFIG_KEY, DataConfig
 # Reader split used for each DataModule stage where it differs from the stage name. The
 # labelled ImageNet test set is its official validation set.
 _TEST_SPLIT = {"imagenet": "val"}
+
+
+def _resolve_data_config(
+    image_size: Any,
+    in_chans: int,
+    timm_model: str | None,
+    mean: Any,
+    std: Any,
+    eval_resize: str,
+    default_normalization: Any,
+) -> DataConfig:
+    mean, std = resolve_normalization(timm_model, mean, std, in_chans, default_normalization)
+    return DataConfig(
+        input_size=check_image_size(image_size, "data.image_size"),
+        in_chans=in_chans,
+        mean=mean,
+        std=std,
+        eval_resize=eval_resize,
+    )
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -163,19 +184,38 @@ class ScouterDataModule(pl.LightningDataModule):
         a dataset's own normalisation, e.g. MNIST's, when no mean/std/timm_model is given)."""
         if self._data_config is not None:  # set by use_data_config
             return self._data_config
-        mean, std = resolve_normalization(
+        return _resolve_data_config(
+            self.image_size,
+            self.in_chans,
             self.timm_model,
             self.mean,
             self.std,
-            self.in_chans,
+            self.eval_resize,
             getattr(self._read("train"), "normalization", None),
         )
-        return DataConfig(
-            input_size=check_image_size(self.image_size, "data.image_size"),
-            in_chans=self.in_chans,
-            mean=mean,
-            std=std,
-            eval_resize=self.eval_resize,
+
+    @classmethod
+    def data_config_of_settings(cls, settings: Mapping[str, Any]) -> DataConfig:
+        """The :attr:`data_config` a data module built with ``settings`` resolves, reading no data.
+
+        ``settings`` are its init arguments (e.g. the ``datamodule_hyper_parameters`` Lightning
+        records in a ``.ckpt``); omitted ones take the init defaults, and a dataset's own
+        normalisation is its reader's (so the dataset need not be on this machine).
+        """
+        defaults = {
+            name: param.default
+            for name, param in inspect.signature(cls.__init__).parameters.items()
+            if param.default is not inspect.Parameter.empty
+        }
+        values = {**defaults, **settings}
+        return _resolve_data_config(
+            values["image_size"],
+            int(values["in_chans"]),
+            values["timm_model"],
+            values["mean"],
+            values["std"],
+            values["eval_resize"],
+            getattr(dataset_reader(str(values["dataset"])), "normalization", None),
         )
 
     def use_data_config(self, config: DataConfig) -> None:

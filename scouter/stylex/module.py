@@ -29,10 +29,11 @@ from scouter.stylex.discriminator import ProjectionDiscriminator
 from scouter.stylex.encoder import Encoder
 from scouter.stylex.generator import StyleGenerator
 from scouter.stylex.preprocessing import (
-    ClassifierPreprocessing,
     ExplainedClassifier,
     StylexInputError,
     check_classifier,
+    preprocessing_from_dict,
+    preprocessing_to_dict,
     resolve_preprocessing,
 )
 
@@ -111,16 +112,16 @@ class StylexModule(pl.LightningModule):
                     "mean, std}: the values it was trained with"
                 )
             model, source = classifier, "module"
-            prep = ClassifierPreprocessing.from_dict(classifier_preprocessing)
+            prep = preprocessing_from_dict(classifier_preprocessing)
         else:
             model, source = load_explained_classifier(classifier), repr(str(classifier))
             prep = resolve_preprocessing(classifier, classifier_preprocessing, model)
         check_classifier(model, prep, source)
-        if prep.image_size != (image_size, image_size) and not resize_for_classifier:
+        if prep.input_size != (image_size, image_size) and not resize_for_classifier:
             raise StylexInputError(
-                f"classifier {source} takes {prep.image_size[0]}x{prep.image_size[1]} images but "
+                f"classifier {source} takes {prep.input_size[0]}x{prep.input_size[1]} images but "
                 f"StylEx generates {image_size}x{image_size}: set data.image_size: "
-                f"{prep.image_size[0]} (if a power of two), train the classifier at "
+                f"{prep.input_size[0]} (if a power of two), train the classifier at "
                 f"{image_size} (train.py --data.image_size {image_size}), or set "
                 "model.resize_for_classifier: true to resize the generated images"
             )
@@ -233,4 +234,4 @@ class StylexModule(pl.LightningModule):
         config = getattr(self.classifier.model, "config", None)
         if config is not None and hasattr(config, "to_dict"):
             checkpoint[CLASSIFIER_CONFIG_KEY] = config.to_dict()
-        checkpoint[PREPROCESSING_KEY] = self.classifier.prep.to_dict()
+        checkpoint[PREPROCESSING_KEY] = preprocessing_to_dict(self.classifier.prep)

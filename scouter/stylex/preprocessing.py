@@ -11,7 +11,6 @@ every disagreement is refused before any training.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,78 +18,60 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scouter.data_config import DataConfig
+
 
 class StylexInputError(ValueError):
     """A StylEx input (classifier, preprocessing, data, settings) that cannot work; says the fix."""
 
 
-@dataclass(frozen=True)
-class ClassifierPreprocessing:
-    """What the classifier takes: ``image_size`` (H, W), ``in_chans`` and per-channel mean/std."""
+#: The four settings that map generator images to the classifier's input (the short form of
+#: ``model.classifier_preprocessing``); a data config's ``eval_resize`` / ``crop_pct`` say how a
+#: larger photo is brought to ``input_size`` and do not apply to images painted at that size.
+PREPROCESSING_FIELDS = ("input_size", "in_chans", "mean", "std")
 
-    image_size: tuple[int, int]
-    in_chans: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
-    def __post_init__(self) -> None:
-        if self.in_chans not in (1, 3):
-            raise StylexInputError(
-                f"classifier in_chans must be 1 or 3, got {self.in_chans}: set "
-                "model.classifier_preprocessing.in_chans to the channel count it was trained on"
-            )
-        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise StylexInputError(
-                f"classifier preprocessing has {len(self.mean)} mean and {len(self.std)} std "
-                f"values for {self.in_chans} channels: give one value per channel"
-            )
-        if any(s <= 0 for s in self.std):
-            raise StylexInputError(f"classifier preprocessing std must be > 0, got {self.std}")
-        if len(self.image_size) != 2 or min(self.image_size) < 1:
-            raise StylexInputError(
-                f"classifier preprocessing image_size must be a positive size, got {self.image_size}"
-            )
+def preprocessing_from_dict(data: Mapping[str, Any]) -> DataConfig:
+    """``model.classifier_preprocessing`` as a :class:`~scouter.data_config.DataConfig`.
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClassifierPreprocessing:
-        """Build from ``{image_size, in_chans, mean, std}`` (one mean/std value is repeated)."""
+    Takes the short form ``{image_size, in_chans, mean, std}`` (one mean/std value is repeated
+    per channel) or a data config's own dict (``DataConfig.to_dict()``, as stored with models).
+    """
+    try:
+        if isinstance(data, Mapping) and "input_size" in data:
+            return DataConfig.from_dict(data)
         known = {"image_size", "in_chans", "mean", "std"}
-        unknown = sorted(set(data) - known)
-        missing = sorted(known - set(data))
+        unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown or missing:
-            raise StylexInputError(
-                f"model.classifier_preprocessing needs exactly {sorted(known)}; unknown "
-                f"{unknown}, missing {missing}"
-            )
-        size = data["image_size"]
-        size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(map(int, size))
+            raise ValueError(f"needs exactly {sorted(known)}; unknown {unknown}, missing {missing}")
         chans = int(data["in_chans"])
-        mean, std = tuple(map(float, data["mean"])), tuple(map(float, data["std"]))
-        mean = mean * chans if len(mean) == 1 else mean
-        std = std * chans if len(std) == 1 else std
-        return cls(size, chans, mean, std)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-def preprocessing_from_data_settings(data: Mapping[str, Any]) -> ClassifierPreprocessing:
-    """The preprocessing a ``ScouterDataModule`` with these settings applied (see its docstring)."""
-    from scouter.data.registry import dataset_reader
-    from scouter.data.transforms import check_image_size, resolve_normalization
-
-    size = check_image_size(data.get("image_size", 260), "data.image_size")
-    chans = int(data.get("in_chans", 3))
-    default = getattr(dataset_reader(str(data.get("dataset", "composites"))), "normalization", None)
-    mean, std = resolve_normalization(
-        data.get("timm_model"), data.get("mean"), data.get("std"), chans, default
-    )
-    return ClassifierPreprocessing(tuple(size), chans, tuple(mean), tuple(std))
+        mean, std = list(data["mean"]), list(data["std"])
+        return DataConfig(
+            input_size=data["image_size"],
+            in_chans=chans,
+            mean=mean * chans if len(mean) == 1 else mean,
+            std=std * chans if len(std) == 1 else std,
+        )
+    except (ValueError, TypeError) as error:
+        raise StylexInputError(f"model.classifier_preprocessing: {error}") from None
 
 
-def recorded_preprocessing(
-    path: str | Path, model: nn.Module | None = None
-) -> ClassifierPreprocessing | None:
+def preprocessing_to_dict(config: DataConfig) -> dict[str, Any]:
+    """The short form of ``config`` that :func:`preprocessing_from_dict` reads back."""
+    return {
+        "image_size": list(config.input_size),
+        "in_chans": config.in_chans,
+        "mean": list(config.mean),
+        "std": list(config.std),
+    }
+
+
+def preprocessing_differences(a: DataConfig, b: DataConfig) -> list[tuple[str, Any, Any]]:
+    """``a.differences(b)`` over :data:`PREPROCESSING_FIELDS` only."""
+    return [d for d in a.differences(b) if d[0] in PREPROCESSING_FIELDS]
+
+
+def recorded_preprocessing(path: str | Path, model: nn.Module | None = None) -> DataConfig | None:
     """The preprocessing stored with the classifier, or ``None`` (bare files, older exports).
 
     The model's data config (``scouter.data_config``: a ``train.py`` ``.ckpt`` or a
@@ -106,17 +87,19 @@ def recorded_preprocessing(
     path = Path(path)
     config = getattr(load_model(path) if model is None else model, "data_config", None)
     if config is not None:
-        return ClassifierPreprocessing(
-            tuple(config.input_size), config.in_chans, tuple(config.mean), tuple(config.std)
-        )
+        return config
     if path.suffix == ".safetensors":
         return None
     obj = safe_torch_load(path)
     data = obj.get("datamodule_hyper_parameters") if isinstance(obj, Mapping) else None
-    return preprocessing_from_data_settings(data) if isinstance(data, Mapping) else None
+    if not isinstance(data, Mapping):
+        return None
+    from scouter.data import ScouterDataModule
+
+    return ScouterDataModule.data_config_of_settings(data)
 
 
-def to_classifier_input(images: torch.Tensor, prep: ClassifierPreprocessing) -> torch.Tensor:
+def to_classifier_input(images: torch.Tensor, prep: DataConfig) -> torch.Tensor:
     """Generator images ``(B, C_g, H_g, W_g)`` in ``[-1, 1]`` → classifier input ``(B, C, H, W)``.
 
     The order follows the data module: 0–1 scale, channel conversion (gray repeated; RGB to
@@ -129,10 +112,10 @@ def to_classifier_input(images: torch.Tensor, prep: ClassifierPreprocessing) -> 
     elif x.shape[1] == 3 and prep.in_chans == 1:
         weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         x = (x * weights).sum(1, keepdim=True)
-    if tuple(x.shape[-2:]) != prep.image_size:
-        shrink = prep.image_size[0] < x.shape[-2] or prep.image_size[1] < x.shape[-1]
+    if tuple(x.shape[-2:]) != prep.input_size:
+        shrink = prep.input_size[0] < x.shape[-2] or prep.input_size[1] < x.shape[-1]
         x = F.interpolate(
-            x, size=prep.image_size, mode="bilinear", align_corners=False, antialias=shrink
+            x, size=prep.input_size, mode="bilinear", align_corners=False, antialias=shrink
         )
     mean = x.new_tensor(prep.mean).view(1, -1, 1, 1)
     std = x.new_tensor(prep.std).view(1, -1, 1, 1)
@@ -148,7 +131,7 @@ class ExplainedClassifier(nn.Module):
     """
 
     def __init__(
-        self, model: nn.Module, prep: ClassifierPreprocessing, classes: Sequence[int] | None = None
+        self, model: nn.Module, prep: DataConfig, classes: Sequence[int] | None = None
     ) -> None:
         super().__init__()
         self.model = model.eval()
@@ -182,11 +165,11 @@ class ExplainedClassifier(nn.Module):
         return logits.index_select(1, self.class_index) if self.classes else logits
 
 
-def check_classifier(model: nn.Module, prep: ClassifierPreprocessing, source: str) -> None:
+def check_classifier(model: nn.Module, prep: DataConfig, source: str) -> None:
     """Refuse a classifier that cannot take ``prep``'s images (channels, fixed ViT size)."""
     from scouter.models.inputs import channel_mismatch, size_mismatch
 
-    problem = channel_mismatch(model, prep.in_chans) or size_mismatch(model, list(prep.image_size))
+    problem = channel_mismatch(model, prep.in_chans) or size_mismatch(model, list(prep.input_size))
     if problem is not None:
         problem = problem.replace("data.in_chans", "model.classifier_preprocessing.in_chans")
         problem = problem.replace("data.image_size", "model.classifier_preprocessing.image_size")
@@ -195,7 +178,7 @@ def check_classifier(model: nn.Module, prep: ClassifierPreprocessing, source: st
 
 def resolve_preprocessing(
     path: str | Path, given: Mapping[str, Any] | None, model: nn.Module | None = None
-) -> ClassifierPreprocessing:
+) -> DataConfig:
     """The classifier's preprocessing: recorded in its checkpoint, or given; both must agree.
 
     ``model``: the classifier already loaded from ``path``, so its file is not read again.
@@ -209,11 +192,12 @@ def resolve_preprocessing(
                 "32, in_chans: 3, mean: [0.286], std: [0.353]} with the values it was trained with"
             )
         return recorded
-    prep = ClassifierPreprocessing.from_dict(given)
-    if recorded is not None and recorded != prep:
+    prep = preprocessing_from_dict(given)
+    if recorded is not None and preprocessing_differences(recorded, prep):
         raise StylexInputError(
-            f"model.classifier_preprocessing {prep.to_dict()} disagrees with what classifier "
-            f"{str(path)!r} was trained with {recorded.to_dict()}: drop the setting (the "
+            f"model.classifier_preprocessing {preprocessing_to_dict(prep)} disagrees with what "
+            f"classifier {str(path)!r} was trained with {preprocessing_to_dict(recorded)}: drop "
+            "the setting (the "
             "checkpoint's own values are used) or train the classifier with those settings"
         )
     return prep

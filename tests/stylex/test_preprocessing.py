@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from scouter.data import ScouterDataModule
+from scouter.data_config import DataConfig
 from scouter.stylex.data import load_idx_images
 from scouter.stylex.preprocessing import (
-    ClassifierPreprocessing,
     ExplainedClassifier,
     StylexInputError,
-    preprocessing_from_data_settings,
+    preprocessing_from_dict,
     recorded_preprocessing,
     resolve_preprocessing,
     to_classifier_input,
@@ -33,7 +33,8 @@ def test_mapping_equals_the_data_module_pipeline(idx_root, in_chans):
     }
     module = ScouterDataModule(**data)
     module.setup()
-    prep = preprocessing_from_data_settings(data)
+    prep = ScouterDataModule.data_config_of_settings(data)
+    assert prep == module.data_config  # without reading the data
     assert prep.mean == (0.2860,) * in_chans and prep.std == (0.3530,) * in_chans  # dataset's own
     images, labels = load_idx_images("fashion_mnist", str(idx_root), "test", 28)
     for index in (0, 5):
@@ -43,7 +44,7 @@ def test_mapping_equals_the_data_module_pipeline(idx_root, in_chans):
 
 
 def test_mapping_resizes_converts_and_normalises_explicitly():
-    prep = ClassifierPreprocessing((8, 8), 3, (0.5, 0.25, 0.0), (0.5, 0.5, 1.0))
+    prep = DataConfig((8, 8), 3, (0.5, 0.25, 0.0), (0.5, 0.5, 1.0))
     gray = torch.full((2, 1, 4, 4), 0.6)  # 0.8 on the 0–1 scale
     out = to_classifier_input(gray, prep)
     assert out.shape == (2, 3, 8, 8)
@@ -51,13 +52,13 @@ def test_mapping_resizes_converts_and_normalises_explicitly():
     torch.testing.assert_close(out[:, 1], torch.full((2, 8, 8), (0.8 - 0.25) / 0.5))
     torch.testing.assert_close(out[:, 2], torch.full((2, 8, 8), 0.8))
     rgb = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 2, 2)  # pure red
-    luminance = to_classifier_input(rgb, ClassifierPreprocessing((2, 2), 1, (0.0,), (1.0,)))
+    luminance = to_classifier_input(rgb, DataConfig((2, 2), 1, (0.0,), (1.0,)))
     torch.testing.assert_close(luminance, torch.full((1, 1, 2, 2), 0.299))
 
 
 def test_explained_classifier_selects_classes_and_passes_gradients():
     model = tiny_classifier(num_classes=3)
-    prep = ClassifierPreprocessing.from_dict(PREP)
+    prep = preprocessing_from_dict(PREP)
     explained = ExplainedClassifier(model, prep, classes=[2, 0])
     images = (torch.rand(2, 1, 16, 16) * 2 - 1).requires_grad_(True)
     logits = explained(images)
@@ -75,14 +76,14 @@ def test_bad_class_selection_names_the_valid_range(classes):
     with pytest.raises(
         StylexInputError, match=r"distinct class indices of the classifier \(0..2\)"
     ):
-        ExplainedClassifier(tiny_classifier(), ClassifierPreprocessing.from_dict(PREP), classes)
+        ExplainedClassifier(tiny_classifier(), preprocessing_from_dict(PREP), classes)
 
 
 def test_recorded_preprocessing_is_read_from_a_train_py_checkpoint(tmp_path):
     data = {"dataset": "fashion_mnist", "image_size": 32, "in_chans": 3, "mean": None, "std": None}
     path = write_classifier_ckpt(tmp_path / "c.ckpt", tiny_classifier(in_chans=3), data)
     prep = recorded_preprocessing(path)
-    assert prep == ClassifierPreprocessing((32, 32), 3, (0.2860,) * 3, (0.3530,) * 3)
+    assert prep == DataConfig((32, 32), 3, (0.2860,) * 3, (0.3530,) * 3)
     assert resolve_preprocessing(path, None) == prep
 
 
@@ -95,22 +96,50 @@ def test_preprocessing_disagreeing_with_the_checkpoint_is_refused(classifier_ckp
 def test_safetensors_without_preprocessing_asks_for_it(classifier_safetensors):
     with pytest.raises(StylexInputError, match="pass model.classifier_preprocessing"):
         resolve_preprocessing(classifier_safetensors, None)
-    assert resolve_preprocessing(classifier_safetensors, PREP).image_size == (16, 16)
+    assert resolve_preprocessing(classifier_safetensors, PREP).input_size == (16, 16)
 
 
 @pytest.mark.parametrize(
     ("given", "message"),
     [
         ({**PREP, "in_chans": 2}, "in_chans must be 1 or 3"),
-        ({**PREP, "std": [0.0]}, "std must be > 0"),
-        ({**PREP, "mean": [0.1, 0.2]}, "2 mean and 1 std values for 1 channels"),
+        ({**PREP, "std": [0.0]}, "std must be finite \\(std > 0\\)"),
+        ({**PREP, "mean": [0.1, 0.2]}, "mean needs one value per channel \\(in_chans=1\\)"),
+        ({**PREP, "image_size": 0}, "input_size must be \\(H, W\\) of integers >= 1"),
         ({"image_size": 16}, "missing \\['in_chans', 'mean', 'std'\\]"),
         ({**PREP, "size": 3}, "unknown \\['size'\\]"),
+        ({"input_size": [16, 16], "in_chans": 1}, "the data config lacks \\['mean', 'std'\\]"),
     ],
 )
 def test_bad_preprocessing_settings_name_the_problem(given, message):
-    with pytest.raises(StylexInputError, match=message):
-        ClassifierPreprocessing.from_dict(given)
+    with pytest.raises(StylexInputError, match=f"model.classifier_preprocessing: .*{message}"):
+        preprocessing_from_dict(given)
+
+
+def test_preprocessing_takes_the_short_form_or_a_stored_data_config():
+    short = preprocessing_from_dict(
+        {"image_size": [16, 24], "in_chans": 3, "mean": [0.5], "std": [0.25]}
+    )
+    assert short == DataConfig((16, 24), 3, (0.5,) * 3, (0.25,) * 3)
+    stored = DataConfig((16, 24), 3, (0.5,) * 3, (0.25,) * 3, eval_resize="resize_crop")
+    assert preprocessing_from_dict(stored.to_dict()) == stored
+
+
+def test_eval_resize_of_the_recorded_config_does_not_count_as_a_disagreement(tmp_path):
+    # How a larger photo is brought to the input size does not apply to generated images.
+    data = {
+        "dataset": "fashion_mnist",
+        "image_size": 16,
+        "in_chans": 1,
+        "mean": [0.5],
+        "std": [0.5],
+        "eval_resize": "resize_crop",
+    }
+    path = write_classifier_ckpt(tmp_path / "c.ckpt", tiny_classifier(), data)
+    assert recorded_preprocessing(path).eval_resize == "resize_crop"
+    assert resolve_preprocessing(path, PREP).input_size == (16, 16)
+    with pytest.raises(StylexInputError, match="disagrees"):
+        resolve_preprocessing(path, {**PREP, "mean": [0.4]})
 
 
 def test_classifier_with_another_channel_count_fails_before_training():
