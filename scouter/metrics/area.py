@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from scouter.metrics.maps import prepare_maps, reference_area, select_class_maps
+from scouter.metrics.per_image import PerImageMetric
 
 __all__ = ["AreaSize"]
 
 AreaMode = Literal["prepared", "reference", "reference_uint8"]
 
 
-class AreaSize(Metric):
+class AreaSize(PerImageMetric):
     """Mean of the explained class's map per image, averaged over images (lower = more compact).
 
     ``mode="prepared"`` (default) uses :func:`~scouter.metrics.maps.prepare_maps` (ReLU, bilinear
@@ -35,9 +33,7 @@ class AreaSize(Metric):
         >>> metric.compute()  # dataset mean; metric.per_image() gives the (N,) values
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
 
     def __init__(
         self,
@@ -52,7 +48,6 @@ class AreaSize(Metric):
             )
         self.input_size = None if input_size is None else tuple(input_size)
         self.mode = mode
-        self.add_state("values", default=[], dist_reduce_fx="cat")
 
     def update(self, maps: Tensor, classes: Tensor | None = None) -> None:
         """Add a batch.
@@ -72,14 +67,3 @@ class AreaSize(Metric):
                 maps, classes if maps.shape[1] > 1 else None, uint8=self.mode == "reference_uint8"
             ).reshape(-1)
         self.values.append(area.detach())
-
-    def per_image(self) -> Tensor:
-        """Per-image areas ``(N,)`` in update order."""
-        return dim_zero_cat(self.values) if self.values else torch.empty(0, device=self.device)
-
-    def compute(self) -> Tensor:
-        """Dataset mean area (scalar; NaN before any update)."""
-        values = self.per_image()
-        if values.numel() == 0:
-            return torch.tensor(float("nan"), device=self.device)
-        return values.mean()

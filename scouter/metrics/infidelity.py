@@ -16,10 +16,9 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from scouter.metrics.maps import prepare_maps, select_class_maps
+from scouter.metrics.per_image import PerturbationMetric
 
 __all__ = ["Infidelity", "infidelity_scores"]
 
@@ -75,7 +74,7 @@ def infidelity_scores(
     return (beta * beta * sum_aa - 2 * beta * sum_ab + sum_bb) / n
 
 
-class Infidelity(Metric):
+class Infidelity(PerturbationMetric):
     """Infidelity of explanations (lower = more faithful), dataset mean of per-image values.
 
     Args:
@@ -94,9 +93,7 @@ class Infidelity(Metric):
         >>> metric.compute(), metric.settings
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
 
     def __init__(
         self,
@@ -109,15 +106,16 @@ class Infidelity(Metric):
         generator: torch.Generator | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        # Not registered as a submodule: the model's weights do not belong to the metric's state.
-        object.__setattr__(self, "forward_fn", forward_fn)
-        object.__setattr__(self, "generator", generator)
+        super().__init__(
+            forward_fn,
+            "forward_fn",
+            n_perturbations=n_perturbations,
+            batch_size=batch_size,
+            prepare=prepare,
+            generator=generator,
+            **kwargs,
+        )
         self.sigma = sigma
-        self.n_perturbations = n_perturbations
-        self.batch_size = batch_size
-        self.prepare = prepare
-        self.add_state("values", default=[], dist_reduce_fx="cat")
 
     @property
     def settings(self) -> dict:
@@ -131,10 +129,7 @@ class Infidelity(Metric):
 
     def sample_perturbations(self, images: Tensor) -> Tensor:
         """Draw ``I ~ N(0, σ²)``: ``(B, n, C, H, W)`` for ``images`` ``(B, C, H, W)``."""
-        shape = (images.shape[0], self.n_perturbations, *images.shape[1:])
-        device = self.generator.device if self.generator is not None else images.device
-        noise = torch.randn(shape, generator=self.generator, device=device, dtype=images.dtype)
-        return (noise * self.sigma).to(images.device)
+        return self._draw(images, torch.randn) * self.sigma
 
     def update(
         self,
@@ -166,12 +161,3 @@ class Infidelity(Metric):
             batch_size=self.batch_size,
         )
         self.values.append(values)
-
-    def per_image(self) -> Tensor:
-        """Per-image infidelity ``(N,)`` in update order."""
-        return dim_zero_cat(self.values) if self.values else torch.empty(0, device=self.device)
-
-    def compute(self) -> Tensor:
-        """Dataset mean infidelity (scalar)."""
-        values = self.per_image()
-        return values.mean() if values.numel() else torch.tensor(float("nan"), device=self.device)

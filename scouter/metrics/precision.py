@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from scouter.metrics.maps import prepare_maps, select_class_maps
+from scouter.metrics.per_image import PerImageMetric
 
 __all__ = ["ExplanationPrecision", "boxes_to_mask"]
 
@@ -47,7 +46,7 @@ def boxes_to_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     return (inside_y[:, :, None] & inside_x[:, None, :]).any(dim=0)
 
 
-class ExplanationPrecision(Metric):
+class ExplanationPrecision(PerImageMetric):
     """``Σ M·G / Σ M`` per image, averaged over the images where it is defined.
 
     Undefined (NaN) when ``G`` is empty or ``Σ M = 0``: such images are excluded from the mean and
@@ -65,14 +64,11 @@ class ExplanationPrecision(Metric):
         >>> metric.compute(), metric.nan_count  # second image has no box -> NaN, counted
     """
 
-    is_differentiable = False
     higher_is_better = True
-    full_state_update = False
 
     def __init__(self, prepare: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.prepare = prepare
-        self.add_state("values", default=[], dist_reduce_fx="cat")
 
     def update(
         self,
@@ -117,10 +113,6 @@ class ExplanationPrecision(Metric):
         defined = (mass > 0) & masks.flatten(1).any(dim=1)
         value = torch.where(defined, inside / torch.where(defined, mass, 1), float("nan"))
         self.values.append(value.detach())
-
-    def per_image(self) -> Tensor:
-        """Per-image precision ``(N,)`` in update order; NaN where undefined."""
-        return dim_zero_cat(self.values) if self.values else torch.empty(0, device=self.device)
 
     @property
     def nan_count(self) -> int:

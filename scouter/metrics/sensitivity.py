@@ -16,10 +16,9 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from scouter.metrics.maps import prepare_maps
+from scouter.metrics.per_image import PerturbationMetric
 
 __all__ = ["MaxSensitivity", "max_sensitivity_scores"]
 
@@ -75,7 +74,7 @@ def max_sensitivity_scores(
     return (change / clean_norm[:, None]).amax(dim=1)
 
 
-class MaxSensitivity(Metric):
+class MaxSensitivity(PerturbationMetric):
     """Max-sensitivity of explanations (lower = more stable), dataset mean of per-image values.
 
     Args:
@@ -93,9 +92,7 @@ class MaxSensitivity(Metric):
         >>> metric.compute()
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
 
     def __init__(
         self,
@@ -108,15 +105,16 @@ class MaxSensitivity(Metric):
         generator: torch.Generator | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        # Not registered as a submodule: a model inside explain_fn is not the metric's state.
-        object.__setattr__(self, "explain_fn", explain_fn)
-        object.__setattr__(self, "generator", generator)
+        super().__init__(
+            explain_fn,
+            "explain_fn",
+            n_perturbations=n_perturbations,
+            batch_size=batch_size,
+            prepare=prepare,
+            generator=generator,
+            **kwargs,
+        )
         self.radius = radius
-        self.n_perturbations = n_perturbations
-        self.batch_size = batch_size
-        self.prepare = prepare
-        self.add_state("values", default=[], dist_reduce_fx="cat")
 
     @property
     def settings(self) -> dict:
@@ -131,10 +129,7 @@ class MaxSensitivity(Metric):
 
     def sample_perturbations(self, images: Tensor) -> Tensor:
         """Draw ``δ ~ U(−r, r)``: ``(B, n, C, H, W)`` for ``images`` ``(B, C, H, W)``."""
-        shape = (images.shape[0], self.n_perturbations, *images.shape[1:])
-        device = self.generator.device if self.generator is not None else images.device
-        uniform = torch.rand(shape, generator=self.generator, device=device, dtype=images.dtype)
-        return ((uniform * 2 - 1) * self.radius).to(images.device)
+        return (self._draw(images, torch.rand) * 2 - 1) * self.radius
 
     def update(self, images: Tensor, classes: Tensor, perturbations: Tensor | None = None) -> None:
         """Add a batch.
@@ -155,12 +150,3 @@ class MaxSensitivity(Metric):
             batch_size=self.batch_size,
         )
         self.values.append(values.detach())
-
-    def per_image(self) -> Tensor:
-        """Per-image max-sensitivity ``(N,)`` in update order."""
-        return dim_zero_cat(self.values) if self.values else torch.empty(0, device=self.device)
-
-    def compute(self) -> Tensor:
-        """Dataset mean max-sensitivity (scalar)."""
-        values = self.per_image()
-        return values.mean() if values.numel() else torch.tensor(float("nan"), device=self.device)
