@@ -225,6 +225,38 @@ VARIANTS.update(
     }
 )
 
+# The shipped recipe since the FC-aux ablation (fc_aux_weight 2): the attention-map levers start here.
+AUX2 = merge(RECIPE, {"model": {"fc_aux_weight": 2.0}})
+VARIANTS.update(
+    {
+        "pos_aux2_lr1e3": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lr": 1e-3}}),
+            "the recipe with fc_aux_weight 2, head lr 1e-3 (not 5e-4)",
+        ),
+        "pos_aux2_joint": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"fc_warmup_epochs": 0}}),
+            "the recipe with fc_aux_weight 2, no warm-up epoch (both heads from the start)",
+        ),
+        "pos_aux2_lam1": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lambda_area": 1.0}}),
+            "the recipe with fc_aux_weight 2, λ 1 (not 3)",
+        ),
+        "pos_aux2_lam10": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lambda_area": 10.0}}),
+            "the recipe with fc_aux_weight 2, λ 10 (not 3)",
+        ),
+        "pos_aux2_it1": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"iterations": 1}}),
+            "the recipe with fc_aux_weight 2, 1 slot iteration (not 3)",
+        ),
+    }
+)
+
 # Every lever's starting value, the shipped recipe before this ablation (configs/composites as of
 # the first release): a variant changes only what it names, whatever the configs say today.
 BASELINE = {
