@@ -18,9 +18,7 @@ measured), seed 0.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,23 +26,14 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.runs import merge, run_logged  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 OS16 = {"model": {"backbone_kwargs": {"output_stride": 16}}}
 WARM = {"model": {"fc_warmup_epochs": 1}}
 HEAD_LR = {"model": {"lr": 1e-3, "backbone_lr": 1e-4}}
-
-
-def merge(*parts: dict) -> dict:
-    """Deep-merge nested dicts, later parts winning."""
-    out: dict = {}
-    for part in parts:
-        for key, value in part.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
 
 
 # name -> (base config, changes, what the row tests). Order = the order of the table.
@@ -234,6 +223,31 @@ VARIANTS.update(
             merge(AUX2, {"model": {"lr": 1e-3}}),
             "the recipe with fc_aux_weight 2, head lr 1e-3 (not 5e-4)",
         ),
+        "pos_aux2_lr1e3_lam10": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lr": 1e-3, "lambda_area": 10.0}}),
+            "the recipe with fc_aux_weight 2, head lr 1e-3, λ 10",
+        ),
+        "pos_aux2_lr1e3_joint": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lr": 1e-3, "fc_warmup_epochs": 0}}),
+            "the recipe with fc_aux_weight 2, head lr 1e-3, no warm-up epoch",
+        ),
+        "pos_aux2_lr1e3_clip": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lr": 1e-3}, "trainer": {"gradient_clip_val": 1.0}}),
+            "the recipe with fc_aux_weight 2, head lr 1e-3, gradients clipped to norm 1",
+        ),
+        "pos_aux2_lam5": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"lambda_area": 5.0}}),
+            "the recipe with fc_aux_weight 2, λ 5 (not 3)",
+        ),
+        "pos_aux2_hd512": (
+            "scouter_pos",
+            merge(AUX2, {"model": {"hidden_dim": 512}}),
+            "the recipe with fc_aux_weight 2, hidden dim 512 (not 256)",
+        ),
         "pos_aux2_joint": (
             "scouter_pos",
             merge(AUX2, {"model": {"fc_warmup_epochs": 0}}),
@@ -306,14 +320,6 @@ def variant_config(name: str, args: argparse.Namespace, extra: dict | None = Non
     return config
 
 
-def run(cmd: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as handle:
-        result = subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
-
-
 def run_name(variant: str, seed: int) -> str:
     """Seed 0 keeps the variant's name (the one-seed table); other seeds add ``-seed<N>``."""
     return variant if seed == 0 else f"{variant}-seed{seed}"
@@ -335,7 +341,7 @@ def train_and_evaluate(variant: str, args: argparse.Namespace) -> dict[str, Any]
     timing = args.out / "logs" / f"{name}-fit.seconds"
     if not timing.is_file():
         start = time.perf_counter()
-        run(
+        run_logged(
             [sys.executable, "train.py", "fit", "--config", str(config_path)],
             args.out / "logs" / f"{name}-fit.log",
         )
@@ -356,7 +362,7 @@ def train_and_evaluate(variant: str, args: argparse.Namespace) -> dict[str, Any]
             continue
         cmd = evaluate + ["--metrics", metrics, "--limit", str(limit), "--out", str(results / what)]
         cmd += ["--explainers", ",".join(names)] if names else []
-        run(cmd, args.out / "logs" / f"{name}-{what}.log")
+        run_logged(cmd, args.out / "logs" / f"{name}-{what}.log")
     accuracy = json.loads((results / "accuracy" / "results.json").read_text())
     maps = json.loads((results / "maps" / "results.json").read_text())["explanations"]
     row = {

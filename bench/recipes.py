@@ -26,7 +26,6 @@ batches; explanation metrics on the first 500 test images, insertion/deletion on
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import platform
@@ -38,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.runs import merge, run_logged  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("fc", "scouter_pos", "scouter_neg")
@@ -87,18 +89,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 # Masks for precision: Fashion-MNIST items are their own objects (pixels above a threshold).
 DATASET_OPTIONS = {"fashion_mnist": {"data": {"dataset_options": {"object_masks": True}}}}
-
-
-def merge(*parts: dict) -> dict:
-    """Deep-merge nested dicts, later parts winning."""
-    out: dict = {}
-    for part in parts:
-        for key, value in part.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
 
 
 def run_config(
@@ -242,14 +232,6 @@ def plot(rows: list[dict], path: Path) -> None:
 # --- subprocess plumbing ------------------------------------------------------------------------
 
 
-def call(cmd: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as handle:
-        result = subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
-
-
 class Run:
     """One (dataset, model, seed): its folder, training and evaluations, each done once."""
 
@@ -277,7 +259,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(text)
         start = time.perf_counter()
-        call(
+        run_logged(
             [sys.executable, "train.py", "fit", "--config", str(self.config)], self.dir / "fit.log"
         )
         self.timing.write_text(f"{time.perf_counter() - start:.1f}\n")
@@ -301,7 +283,7 @@ class Run:
             cmd += ["--metrics", metrics, "--out", str(out)]
             cmd += [] if limit is None else ["--limit", str(limit)]
             cmd += [] if explainers is None else ["--explainers", explainers]
-            call(cmd, self.dir / f"evaluate-{name}.log")
+            run_logged(cmd, self.dir / f"evaluate-{name}.log")
             done = json.loads(result.read_text())
         return done
 

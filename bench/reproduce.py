@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.runs import run_logged  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,14 +56,6 @@ def dataset_config(base: dict, dataset: str, out: Path, run: str, device: str = 
     return config
 
 
-def run(cmd: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as handle:
-        result = subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
-
-
 def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> dict:
     base = yaml.safe_load((REPO / "configs" / "fashion_mnist" / f"{variant}.yaml").read_text())
     name = variant if lam is None else f"{variant}-lam{lam:g}"
@@ -83,7 +77,7 @@ def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> d
 
     if not trained() or not timing.is_file():  # a rerun reuses finished trainings
         start = time.perf_counter()
-        run(
+        run_logged(
             [sys.executable, "train.py", "fit", "--config", str(config_path)],
             logs / f"{name}-fit.log",
         )
@@ -103,12 +97,12 @@ def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> d
         args.device,
     ]
     if not (results_dir / "accuracy" / "results.json").is_file():  # reruns reuse results
-        run(
+        run_logged(
             evaluate + ["--metrics", "accuracy", "--out", str(results_dir / "accuracy")],
             logs / f"{name}-acc.log",
         )
     if not (results_dir / "explanations" / "results.json").is_file():
-        run(
+        run_logged(
             evaluate
             + ["--metrics", "area,precision,insertion,deletion", "--limit", str(args.limit)]
             + ["--out", str(results_dir / "explanations")],

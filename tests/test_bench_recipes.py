@@ -101,7 +101,7 @@ def test_run_config_sets_seed_profile_and_own_folders(tmp_path):
 def _finished_run(tmp_path, monkeypatch) -> tuple[recipes.Run, list]:
     """A run trained once (train.py replaced by a stub that records its calls)."""
     calls: list = []
-    monkeypatch.setattr(recipes, "call", lambda cmd, log: calls.append(cmd))
+    monkeypatch.setattr(recipes, "run_logged", lambda cmd, log: calls.append(cmd))
     args = type("Args", (), {"out": tmp_path, "profile": "cpu", "device": "cpu"})()
     run = recipes.Run("composites", "fc", 0, args)
     run.train()
