@@ -131,6 +131,11 @@ def model_logits(model: Callable[[Tensor], Any], images: Tensor) -> Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
+def logits_function(model: Callable[[Tensor], Any]) -> Callable[[Tensor], Tensor]:
+    """``images -> logits`` of ``model`` (what captum's attribution methods call)."""
+    return lambda images: model_logits(model, images)
+
+
 class LogitModule(nn.Module):
     """``nn.Module`` view of a model that returns only its logits ``(B, K)`` (for captum).
 
@@ -320,6 +325,7 @@ _REGISTRY: dict[str, type[Explainer]] = {}
 _MODULES = (
     "scouter.explain.slot",
     "scouter.explain.posthoc",
+    "scouter.explain.cam",
     "scouter.explain.rise",
     "scouter.explain.blur_ig",
     "scouter.explain.guided_gradcam",

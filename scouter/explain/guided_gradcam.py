@@ -15,7 +15,8 @@ from typing import Literal
 from torch import Tensor, nn
 
 from scouter.explain.base import LogitModule, register_explainer
-from scouter.explain.posthoc import ChannelReduction, PixelExplainer, resolve_layer
+from scouter.explain.cam import resolve_layer
+from scouter.explain.posthoc import ChannelReduction, PixelExplainer
 
 __all__ = ["GuidedGradCAMExplainer"]
 
@@ -31,7 +32,7 @@ class GuidedGradCAMExplainer(PixelExplainer):
 
     Args:
         layer: Grad-CAM's feature layer, default the backbone (see
-            :func:`~scouter.explain.posthoc.resolve_layer`).
+            :func:`~scouter.explain.cam.resolve_layer`).
         interpolate_mode: how the Grad-CAM map is upsampled to the input size: ``"bilinear"``
             (the paper) or ``"nearest"`` (captum's default), ``"bicubic"``, ``"area"``.
         reduce: channel reduction (default ``"sum_abs"``, as for guided backprop).
