@@ -248,6 +248,11 @@ VARIANTS.update(
             merge(AUX2, {"model": {"hidden_dim": 512}}),
             "the recipe with fc_aux_weight 2, hidden dim 512 (not 256)",
         ),
+        "neg_recipe_aux2": (
+            "scouter_neg",
+            AUX2,
+            "SCOUTER−, the shipped recipe (fc_aux_weight 2)",
+        ),
         "pos_aux2_joint": (
             "scouter_pos",
             merge(AUX2, {"model": {"fc_warmup_epochs": 0}}),
