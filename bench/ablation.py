@@ -27,9 +27,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.runs import merge, run_logged  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from bench.runs import REPO, merge, run_logged  # noqa: E402
 
 OS16 = {"model": {"backbone_kwargs": {"output_stride": 16}}}
 WARM = {"model": {"fc_warmup_epochs": 1}}

@@ -39,9 +39,8 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.runs import merge, run_logged  # noqa: E402
+from bench.runs import REPO, merge, run_logged  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ("fc", "scouter_pos", "scouter_neg")
 METRICS = ("accuracy", "area", "precision", "insertion", "deletion")
 # Cheap enough on a CPU for the selection of FC's explainers; Score-CAM (one forward per channel),

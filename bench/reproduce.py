@@ -27,9 +27,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.runs import run_logged  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from bench.runs import REPO, run_logged  # noqa: E402
 
 
 def dataset_config(base: dict, dataset: str, out: Path, run: str, device: str = "cpu") -> dict:
