@@ -98,6 +98,24 @@ def test_run_config_sets_seed_profile_and_own_folders(tmp_path):
     assert config["data"]["dataset_options"]["object_masks"] is True
 
 
+def test_cpu_shipped_profile_changes_only_what_a_cpu_needs(tmp_path):
+    for model in recipes.MODELS:
+        base = yaml.safe_load((REPO / "configs" / "composites" / f"{model}.yaml").read_text())
+        config = recipes.run_config(base, "composites", 1, "cpu-shipped", tmp_path, "cpu")
+        # The shipped data size, epochs and recipe...
+        assert config["model"] == base["model"]
+        assert config["data"]["dataset_options"] == base["data"]["dataset_options"]
+        assert config["data"]["dataset_options"]["num_samples"] == 20000
+        assert config["trainer"]["max_epochs"] == base["trainer"]["max_epochs"] == 4
+        # ...validated on 16 batches by one loader worker, on the CPU.
+        assert config["trainer"]["limit_val_batches"] == 16
+        assert config["data"]["num_workers"] == 1
+        assert config["trainer"]["accelerator"] == "cpu"
+        # Nothing else differs from the shipped config but the run's seed and folders.
+        for key in ("batch_size", "image_size", "mean", "std", "dataset"):
+            assert config["data"][key] == base["data"][key]
+
+
 def _finished_run(tmp_path, monkeypatch) -> tuple[recipes.Run, list]:
     """A run trained once (train.py replaced by a stub that records its calls)."""
     calls: list = []
