@@ -11,7 +11,9 @@ Grad-CAM **and** the two other post-hoc explainers with the best precision on se
 Writes ``<out>/results.json`` (rows ``{dataset, model, explainer, seed, accuracy, area, precision,
 insertion, deletion, train_seconds}``), ``<out>/results.md`` (mean ± std over seeds, the targets
 with PASS/FAIL, the protocol) and ``<out>/precision_vs_accuracy.png``. Everything finished is
-reused: rerunning after an interruption does only what is missing.
+reused: rerunning after an interruption does only what is missing. Each profile has its own ``<out>``
+(default ``bench/recipes`` for ``cpu``, ``bench/recipes-<profile>`` otherwise), so that running one
+profile never retrains over another's runs.
 
     python bench/recipes.py                                    # composites, CPU profile, 3 seeds
     python bench/recipes.py --profile shipped --device cuda    # the configs as shipped, on a GPU
@@ -55,6 +57,9 @@ CPU_CANDIDATES = ("gradcam++", "cam", "ig", "smoothgrad", "saliency", "guided_ba
 # and the attention times each position's value (the exact split of the class score).
 SCOUTER_EXPLAINERS = ("slot", "slot_contribution")
 
+# What 2 CPU cores afford to evaluate: accuracy on the first 1 000 test images, area and precision
+# on the first 500, insertion/deletion (225 forwards per image and curve) on the first 16.
+CPU_LIMITS = {"acc_limit": 1000, "map_limit": 500, "curve_limit": 16, "select_limit": 100}
 PROFILES: dict[str, dict[str, Any]] = {
     "shipped": {
         "train": {},
@@ -71,11 +76,11 @@ PROFILES: dict[str, dict[str, Any]] = {
             },
             "fashion_mnist": {"trainer": {"accelerator": "cpu"}},
         },
-        "eval": {"acc_limit": 1000, "map_limit": 500, "curve_limit": 16, "select_limit": 100},
+        "eval": CPU_LIMITS,
     },
     # The shipped configs at their full data size (20 000 composites, 4 epochs) with what a 2-core
     # CPU needs to finish them: validation on 16 batches, one loader worker; the metrics limits of
-    # the cpu profile. About 45-50 min per composites run with two runs side by side.
+    # the cpu profile. 43-52 min per composites run with two runs side by side (bench/RESULTS.md).
     "cpu-shipped": {
         "train": {
             "composites": {
@@ -84,7 +89,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             },
             "fashion_mnist": {"trainer": {"accelerator": "cpu"}},
         },
-        "eval": {"acc_limit": 1000, "map_limit": 500, "curve_limit": 16, "select_limit": 100},
+        "eval": CPU_LIMITS,
     },
     "smoke": {
         "train": {
@@ -382,6 +387,11 @@ def write_outputs(rows: list[dict], args: argparse.Namespace) -> None:
     plot(rows, args.out / "precision_vs_accuracy.png")
 
 
+def default_out(profile: str) -> Path:
+    """Each profile's own folder: a run of one profile never retrains over another's runs."""
+    return REPO / "bench" / ("recipes" if profile == "cpu" else f"recipes-{profile}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="composites")
@@ -392,9 +402,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one thread each)")
     parser.add_argument("--fc-explainers", default="auto", help="auto or a comma-separated list")
     parser.add_argument("--fc-candidates", default=",".join(CPU_CANDIDATES))
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "recipes")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default: bench/recipes (profile cpu), else bench/recipes-<profile>",
+    )
     args = parser.parse_args()
-    args.out = args.out.resolve()
+    args.out = (args.out or default_out(args.profile)).resolve()
     args.datasets = args.datasets.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.models = args.models.split(",")

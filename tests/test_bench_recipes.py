@@ -111,9 +111,22 @@ def test_cpu_shipped_profile_changes_only_what_a_cpu_needs(tmp_path):
         assert config["trainer"]["limit_val_batches"] == 16
         assert config["data"]["num_workers"] == 1
         assert config["trainer"]["accelerator"] == "cpu"
-        # Nothing else differs from the shipped config but the run's seed and folders.
-        for key in ("batch_size", "image_size", "mean", "std", "dataset"):
-            assert config["data"][key] == base["data"][key]
+        # Nothing else differs from the `shipped` profile's run of the same seed and folder.
+        shipped = recipes.run_config(base, "composites", 1, "shipped", tmp_path, "cpu")
+        config["trainer"] = {k: v for k, v in config["trainer"].items() if k != "limit_val_batches"}
+        for key in ("accelerator", "devices"):
+            config["trainer"][key] = shipped["trainer"][key]
+        config["data"]["num_workers"] = shipped["data"]["num_workers"]
+        assert config == shipped
+
+
+def test_each_profile_writes_to_its_own_folder():
+    # A --profile shipped run in the cpu profile's folder would find its configs changed and
+    # retrain over that profile's runs.
+    assert recipes.default_out("cpu") == REPO / "bench" / "recipes"
+    assert recipes.default_out("cpu-shipped") == REPO / "bench" / "recipes-cpu-shipped"
+    outs = {recipes.default_out(profile) for profile in recipes.PROFILES}
+    assert len(outs) == len(recipes.PROFILES)
 
 
 def _finished_run(tmp_path, monkeypatch) -> tuple[recipes.Run, list]:
