@@ -1,15 +1,19 @@
 """AttFind: the StyleSpace coordinates whose change moves the classifier most.
 
 1. **Effect table** ``(N, |S|, 2, K)``: for every image ``n``, coordinate ``i`` and direction
-   ``d`` (0: towards the coordinate's minimum over the N images, 1: its maximum), set ``s_i``
-   there, re-synthesise with the image's own noise and store ``C(x_edit) − C(x_recon)`` in
-   logits for every class. The ``2·|S|`` edits of one image run as one batch (``chunk`` at most).
+   ``d`` (0: towards the coordinate's minimum over the N images, 1: its maximum), move ``s_i``
+   by ``shift · (extreme − s_i)`` (``shift = 1`` sets it to the extreme; the authors' code uses
+   2), re-synthesise with the image's own noise and store ``C(x_edit) − C(x_recon)`` in logits
+   for every class. The ``2·|S|`` edits of one image run as one batch (``chunk`` at most).
+   :func:`probability_effects` turns the table into changes of the softmax probabilities, the
+   unit the authors' selection works in (and the default of ``stylex.py attfind``).
 2. **Unstable images** are dropped: those with more than ``max_unstable`` coordinates whose
    effect (any direction, any class) exceeds ``threshold`` in absolute value.
 3. **Greedy selection** for a target class: ``k`` times, the (coordinate, direction) of largest
-   mean effect on the target logit over the images *not yet explained* (whose running sum of the
-   chosen attributes' effects is still below ``explained_threshold``); a coordinate is chosen
-   at most once; the search stops early when no candidate has a positive mean effect.
+   mean positive effect on the target (negative effects count as 0, as in the authors' code)
+   over the images *not yet explained* (whose running sum of the chosen attributes' effects is
+   still below ``explained_threshold``); a coordinate is chosen at most once; the search stops
+   early when no candidate has a positive mean effect.
 
 The model is seen through :class:`StyleModel`, four callables, so any generator (the planted one
 of the tests included) can be searched.
@@ -104,13 +108,28 @@ def style_ranges(styles: torch.Tensor) -> torch.Tensor:
     return torch.stack([styles.min(0).values, styles.max(0).values])
 
 
-def single_edits(style: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
-    """``(2·|S|, |S|)``: row ``2i + d`` is ``style (|S|,)`` with coordinate ``i`` set to ``ranges[d, i]``."""
+DEFAULT_SHIFT = (
+    2.0  # the authors' AttFind code moves a coordinate twice its distance to the extreme
+)
+
+
+def edited_value(
+    current: torch.Tensor, extreme: torch.Tensor, shift: float = DEFAULT_SHIFT
+) -> torch.Tensor:
+    """``current + shift · (extreme − current)``: ``shift = 1`` lands on the extreme."""
+    return current + shift * (extreme - current)
+
+
+def single_edits(
+    style: torch.Tensor, ranges: torch.Tensor, shift: float = DEFAULT_SHIFT
+) -> torch.Tensor:
+    """``(2·|S|, |S|)``: row ``2i + d`` is ``style (|S|,)`` with coordinate ``i`` moved towards
+    ``ranges[d, i]`` (:func:`edited_value`)."""
     size = style.shape[0]
     edits = style.repeat(2 * size, 1)
     coords = torch.arange(size, device=style.device)
-    edits[2 * coords, coords] = ranges[0]
-    edits[2 * coords + 1, coords] = ranges[1]
+    edits[2 * coords, coords] = edited_value(style, ranges[0], shift)
+    edits[2 * coords + 1, coords] = edited_value(style, ranges[1], shift)
     return edits
 
 
@@ -122,15 +141,18 @@ def effect_table(
     noise: Any,
     ranges: torch.Tensor,
     chunk: int = 1024,
+    shift: float = DEFAULT_SHIFT,
 ) -> torch.Tensor:
     """``(N, |S|, 2, K)`` logit changes ``C(x_edit) − C(x_recon)`` of every single-coordinate edit."""
     if chunk < 1:
         raise StylexInputError(f"chunk (edits per batch) must be >= 1, got {chunk}")
+    if not shift > 0:
+        raise StylexInputError(f"shift must be > 0 (1: edit to the extreme), got {shift}")
     rows = []
     for n in range(styles.shape[0]):
         style, extra, nse = styles[n], take(extras, [n]), take(noise, [n])
         base = model.classify(model.synthesize(style[None], extra, nse))
-        edits = single_edits(style, ranges)
+        edits = single_edits(style, ranges, shift)
         deltas = []
         for start in range(0, edits.shape[0], chunk):
             part = edits[start : start + chunk]
@@ -141,6 +163,17 @@ def effect_table(
             deltas.append(logits - base)
         rows.append(torch.cat(deltas).view(style.shape[0], 2, -1))
     return torch.stack(rows)
+
+
+def probability_effects(table: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
+    """The logit table ``(N, |S|, 2, K)`` as softmax-probability changes, given the logits of
+    the unedited reconstructions ``base_logits (N, K)``: ``softmax(base + Δ) − softmax(base)``.
+
+    Probabilities saturate: an edit that pushes an already confident image further, or a far
+    image a long way without reaching the boundary, counts little; one that crosses it counts.
+    """
+    base = base_logits.to(table.dtype)[:, None, None, :]
+    return (base + table).softmax(-1) - base.softmax(-1)
 
 
 def stable_images(table: torch.Tensor, threshold: float, max_unstable: int) -> torch.Tensor:
@@ -176,8 +209,13 @@ def select_attributes(
     k: int,
     explained_threshold: float,
     keep: torch.Tensor | None = None,
+    positive_only: bool = True,
 ) -> list[Attribute]:
-    """The greedy AttFind selection (module docstring, step 3) over images ``keep (N,)`` bool."""
+    """The greedy AttFind selection (module docstring, step 3) over images ``keep (N,)`` bool.
+
+    ``positive_only``: negative effects count as 0, in the means and the running sums (the
+    authors' code); False averages the signed effects.
+    """
     if not 0 <= target < table.shape[-1]:
         raise StylexInputError(
             f"target class {target} is not an output of the classifier (0..{table.shape[-1] - 1})"
@@ -186,6 +224,8 @@ def select_attributes(
     keep = torch.ones(effects.shape[0], dtype=torch.bool) if keep is None else keep.cpu()
     running = torch.zeros(effects.shape[0])
     effects = effects.float().cpu()
+    if positive_only:
+        effects = effects.clamp(min=0)
     used = torch.zeros(effects.shape[1], dtype=torch.bool)
     chosen: list[Attribute] = []
     for _ in range(int(k)):
@@ -244,10 +284,15 @@ def image_top_k(table: torch.Tensor, index: int, target: int, k: int) -> list[At
 
 
 def apply_attributes(
-    styles: torch.Tensor, attributes: Sequence[Attribute], ranges: torch.Tensor
+    styles: torch.Tensor,
+    attributes: Sequence[Attribute],
+    ranges: torch.Tensor,
+    shift: float = DEFAULT_SHIFT,
 ) -> torch.Tensor:
-    """``styles (N, |S|)`` with every attribute's coordinate set to its min or max, together."""
+    """``styles (N, |S|)`` with every attribute's coordinate moved towards its min or max
+    (:func:`edited_value`), all together."""
     edited = styles.clone()
     for attribute in attributes:
-        edited[:, attribute.coordinate] = ranges[attribute.direction, attribute.coordinate]
+        c = attribute.coordinate
+        edited[:, c] = edited_value(styles[:, c], ranges[attribute.direction, c], shift)
     return edited

@@ -11,38 +11,64 @@ import torch
 
 from scouter.stylex.preprocessing import StylexInputError
 
+EFFECTS = ("probability", "logit")
+# Per effect unit: (threshold of a large change for the unstable filter, explained threshold).
+# Probability defaults are the authors' (0.3 in their unstable filter, 0.2 in their selection).
+UNIT_DEFAULTS = {"probability": (0.3, 0.2), "logit": (5.0, 2.0)}
+
 
 @dataclass
 class AttFindOptions:
-    """Settings of one AttFind run (``stylex.py attfind --help`` documents each)."""
+    """Settings of one AttFind run (``stylex.py attfind --help`` documents each).
+
+    ``threshold`` and ``explained_threshold`` are in the unit of ``effect``; None takes that
+    unit's default (:data:`UNIT_DEFAULTS`).
+    """
 
     checkpoint: str
     out: str
     targets: list[int] | None = None
     num_images: int = 200
     k: int = 10
-    threshold: float = 5.0
+    effect: str = "probability"
+    shift: float = 2.0
+    threshold: float | None = None
     max_unstable: float = 0.2
-    explained_threshold: float = 2.0
+    explained_threshold: float | None = None
     chunk: int = 1024
     seed: int = 0
     baseline: str | None = None
     random_draws: int = 5
+    held_out_images: int = 0
     show_images: int = 6
     device: str = "auto"
     data_root: str | None = None
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the option and the fix."""
+        if int(self.held_out_images) < 0:
+            raise StylexInputError(
+                f"--held-out-images must be >= 0 (0: none), got {self.held_out_images}"
+            )
         for name in ("num_images", "k", "chunk", "random_draws", "show_images"):
             if int(getattr(self, name)) < 1:
                 raise StylexInputError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
+        if self.effect not in EFFECTS:
+            raise StylexInputError(
+                f"--effect {self.effect!r} is not a unit: use one of {', '.join(EFFECTS)}"
+            )
+        if not float(self.shift) > 0:
+            raise StylexInputError(
+                f"--shift must be > 0 (1 edits a coordinate to its min/max, 2 twice as far), "
+                f"got {self.shift}"
+            )
         for name in ("threshold", "explained_threshold"):
-            if not float(getattr(self, name)) > 0:
+            value = getattr(self, name)
+            if value is not None and not float(value) > 0:
                 raise StylexInputError(
-                    f"--{name.replace('_', '-')} must be > 0 (logits), got {getattr(self, name)}"
+                    f"--{name.replace('_', '-')} must be > 0 ({self.effect} change), got {value}"
                 )
         if not 0 <= float(self.max_unstable) <= 1:
             raise StylexInputError(
@@ -53,6 +79,15 @@ class AttFindOptions:
             raise StylexInputError(
                 f"--out {self.out!r} is a file: pass a folder (created if missing)"
             )
+
+
+def unit_thresholds(options: AttFindOptions) -> tuple[float, float]:
+    """``(threshold, explained_threshold)`` of ``options``, unit defaults filled in."""
+    large, explained = UNIT_DEFAULTS[options.effect]
+    return (
+        large if options.threshold is None else float(options.threshold),
+        explained if options.explained_threshold is None else float(options.explained_threshold),
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,7 +128,25 @@ def parse_args(argv: list[str] | None) -> AttFindOptions:
     p.add_argument("--targets", type=int, nargs="+", help="classes to explain (default: all)")
     p.add_argument("--num-images", type=int, default=200, help="test images searched")
     p.add_argument("--k", type=int, default=10, help="attributes per class")
-    p.add_argument("--threshold", type=float, default=5.0, help="|logit change| counted as large")
+    p.add_argument(
+        "--effect",
+        choices=EFFECTS,
+        default="probability",
+        help="unit of the effects AttFind ranks and thresholds: softmax-probability change "
+        "(the authors') or logit change",
+    )
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=2.0,
+        help="an edit moves a coordinate by shift x (its min or max - its value): 1 lands on the "
+        "extreme, 2 (the authors') goes twice as far",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="|change| counted as large by the unstable filter (default 0.3 probability, 5 logit)",
+    )
     p.add_argument(
         "--max-unstable",
         type=float,
@@ -103,13 +156,19 @@ def parse_args(argv: list[str] | None) -> AttFindOptions:
     p.add_argument(
         "--explained-threshold",
         type=float,
-        default=2.0,
-        help="an image is explained once its chosen attributes add this much target logit",
+        help="an image is explained once its chosen attributes add this much to the target "
+        "(default 0.2 probability, 2 logit)",
     )
     p.add_argument("--chunk", type=int, default=1024, help="edits per batch")
     p.add_argument("--seed", type=int, default=0, help="noise and random-baseline seed")
     p.add_argument("--baseline", help="an unconditioned StylEx .ckpt (model.conditional false)")
     p.add_argument("--random-draws", type=int, default=5, help="random-coordinate draws per k")
+    p.add_argument(
+        "--held-out-images",
+        type=int,
+        default=0,
+        help="also measure sufficiency on this many further test images AttFind did not search",
+    )
     p.add_argument("--show-images", type=int, default=6, help="images per attribute figure")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--data-root", help="IDX folder, if not where StylEx was trained")

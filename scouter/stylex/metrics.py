@@ -4,8 +4,8 @@
 * ``agreement``: share of images with ``argmax C(x') = argmax C(x)``; ``kl``: mean
   ``KL(C(x) ‖ C(x'))`` (nats).
 * ``sufficiency@k``: among images whose reconstruction is *not* classified as the target, the
-  share that is after the top-``k`` attributes are applied together (each coordinate set to its
-  min or max, same noise). Random baseline: ``k`` distinct random coordinates, random directions,
+  share that is after the top-``k`` attributes are applied together (each coordinate moved
+  towards its min or max by the same ``shift`` as in the effect table, same noise). Random baseline: ``k`` distinct random coordinates, random directions,
   averaged over ``draws`` seeded draws.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from scouter.stylex.attfind import Attribute, StyleModel, apply_attributes, take
+from scouter.stylex.attfind import DEFAULT_SHIFT, Attribute, StyleModel, apply_attributes, take
 
 
 @torch.no_grad()
@@ -68,11 +68,12 @@ def flip_share(
     ranges: torch.Tensor,
     attributes: Sequence[Attribute],
     target: int,
+    shift: float = DEFAULT_SHIFT,
 ) -> float:
     """Share of ``styles`` rows classified as ``target`` after applying ``attributes`` together."""
     if styles.shape[0] == 0:
         return float("nan")
-    edited = apply_attributes(styles, attributes, ranges)
+    edited = apply_attributes(styles, attributes, ranges, shift)
     logits = classify_all(model, synthesize_all(model, edited, extras, noise))
     return float((logits.argmax(1) == target).float().mean())
 
@@ -95,12 +96,15 @@ def sufficiency_curve(
     attributes: Sequence[Attribute],
     target: int,
     max_k: int = 10,
+    shift: float = DEFAULT_SHIFT,
 ) -> list[float]:
     """``sufficiency@k`` for ``k = 1..max_k`` (the first ``min(k, len(attributes))`` applied)."""
     keep = eligible_images(model, styles, extras, noise, target)
     rows = keep.nonzero().flatten()
     sub = (styles[rows], take(extras, rows), take(noise, rows))
-    return [flip_share(model, *sub, ranges, attributes[:k], target) for k in range(1, max_k + 1)]
+    return [
+        flip_share(model, *sub, ranges, attributes[:k], target, shift) for k in range(1, max_k + 1)
+    ]
 
 
 def random_attributes(
@@ -124,6 +128,7 @@ def random_sufficiency_curve(
     max_k: int = 10,
     draws: int = 5,
     seed: int = 0,
+    shift: float = DEFAULT_SHIFT,
 ) -> list[float]:
     """``sufficiency@k`` of ``k`` random coordinates, mean over ``draws`` draws per ``k``."""
     keep = eligible_images(model, styles, extras, noise, target)
@@ -139,6 +144,7 @@ def random_sufficiency_curve(
                 ranges,
                 random_attributes(styles.shape[1], k, generator, target),
                 target,
+                shift,
             )
             for _ in range(draws)
         ]

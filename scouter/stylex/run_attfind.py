@@ -2,7 +2,8 @@
 
 Writes into ``--out``: ``metrics.json`` (reconstruction, agreement, KL, sufficiency@1..k of
 StylEx, of random coordinates and, with ``--baseline``, of the unconditioned StyleSpace
-baseline), ``attributes.json``, ``<class>_attr<j>.png`` / ``.gif`` and ``report.html``.
+baseline; with ``--held-out-images``, the same three on test images the search never saw),
+``attributes.json``, ``<class>_attr<j>.png`` / ``.gif`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scouter.stylex.attfind_options import (
     finite_json,
     parse_args,
     resolve_device,
+    unit_thresholds,
 )
 from scouter.stylex.preprocessing import StylexInputError
 
@@ -38,23 +40,41 @@ def data_settings(path: str | Path) -> dict[str, Any]:
 
 
 class Explained:
-    """One StylEx model's view of the images: styles, extras, noise, ranges, effect table."""
+    """One StylEx model's view of the images: styles, extras, noise, ranges, effect table.
+
+    ``table`` holds logit changes; ``effects`` the same in the unit of ``options.effect``, which
+    the unstable filter, the selection and the per-image top-k use.
+    """
 
     def __init__(self, module: Any, images: torch.Tensor, options: AttFindOptions) -> None:
         self.module = module
+        self.shift = float(options.shift)
         self.model = af.style_model_from(module)
         self.styles, self.extras = af.encode_all(self.model, images)
         self.noise = af.image_noise(self.model, len(images), options.seed, images.device)
         self.ranges = af.style_ranges(self.styles)
         start = time.perf_counter()
         self.table = af.effect_table(
-            self.model, self.styles, self.extras, self.noise, self.ranges, options.chunk
+            self.model,
+            self.styles,
+            self.extras,
+            self.noise,
+            self.ranges,
+            options.chunk,
+            self.shift,
         )
         self.seconds = time.perf_counter() - start
-        size = self.styles.shape[1]
-        self.keep = af.stable_images(
-            self.table, options.threshold, int(options.max_unstable * size)
+        base = sm.classify_all(
+            self.model, sm.synthesize_all(self.model, self.styles, self.extras, self.noise)
         )
+        self.effects = (
+            af.probability_effects(self.table, base)
+            if options.effect == "probability"
+            else self.table
+        )
+        large, self.explained_threshold = unit_thresholds(options)
+        size = self.styles.shape[1]
+        self.keep = af.stable_images(self.effects, large, int(options.max_unstable * size))
 
     def select(
         self, target: int, options: AttFindOptions
@@ -62,12 +82,31 @@ class Explained:
         """Top-k attributes of ``target`` (over stable images not yet classified as it), sufficiency."""
         eligible = sm.eligible_images(self.model, self.styles, self.extras, self.noise, target)
         picks = af.select_attributes(
-            self.table, target, options.k, options.explained_threshold, self.keep & eligible.cpu()
+            self.effects, target, options.k, self.explained_threshold, self.keep & eligible.cpu()
         )
         curve = sm.sufficiency_curve(
-            self.model, self.styles, self.extras, self.noise, self.ranges, picks, target, options.k
+            self.model,
+            self.styles,
+            self.extras,
+            self.noise,
+            self.ranges,
+            picks,
+            target,
+            options.k,
+            self.shift,
         )
         return picks, curve
+
+    def held_out(self, images: torch.Tensor, seed: int) -> tuple[torch.Tensor, Any, Any]:
+        """Styles, extras and noise of images AttFind did not search (noise of seed ``seed``)."""
+        styles, extras = af.encode_all(self.model, images)
+        return styles, extras, af.image_noise(self.model, len(images), seed, images.device)
+
+    def held_out_curve(
+        self, view: tuple[torch.Tensor, Any, Any], picks: list[af.Attribute], target: int, k: int
+    ) -> list[float]:
+        """``sufficiency@1..k`` of ``picks`` on a :meth:`held_out` view (this search's ranges)."""
+        return sm.sufficiency_curve(self.model, *view, self.ranges, picks, target, k, self.shift)
 
 
 def _export_attributes(
@@ -95,7 +134,10 @@ def _export_attributes(
     safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
     for j, attribute in enumerate(picks):
         edited = sm.synthesize_all(
-            run.model, af.apply_attributes(styles, [attribute], run.ranges), extras, noise
+            run.model,
+            af.apply_attributes(styles, [attribute], run.ranges, run.shift),
+            extras,
+            noise,
         )
         p_edit = sm.classify_all(run.model, edited).softmax(1)[:, target].tolist()
         layer, channel = run.module.generator.coordinate(attribute.coordinate)
@@ -114,7 +156,8 @@ def _export_attributes(
                 "layer": layer,
                 "channel": channel,
                 "towards": attribute.towards,
-                "mean_logit_effect": attribute.mean_effect,
+                "mean_effect": attribute.mean_effect,
+                "effect_unit": options.effect,
                 "images": attribute.images,
                 "mean_p_change": float(
                     sum(pe - po for po, pe in zip(p_recon, p_edit, strict=True)) / len(p_edit)
@@ -166,9 +209,15 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         "test",
         module.hparams.image_size,
         classes,
-        options.num_images,
+        options.num_images + options.held_out_images,
     )
-    images = images.to(device)
+    held_images = images[options.num_images :].to(device)
+    images = images[: options.num_images].to(device)
+    if options.held_out_images and len(held_images) < options.held_out_images:
+        raise StylexInputError(
+            f"--held-out-images {options.held_out_images}: only {len(held_images)} test images "
+            f"of these classes are left after the {len(images)} searched; ask for fewer"
+        )
     from scouter.data.idx import FASHION_MNIST_CLASSES
 
     all_names = (
@@ -196,6 +245,14 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         base_module = load_stylex(options.baseline).to(device)
         check_same_setting(module, base_module, options.baseline)
         baseline = Explained(base_module, images, options)
+    # Held-out images: their noise seeds follow the searched images' (no image shares noise).
+    held_seed = options.seed + options.num_images
+    held_main = run_main.held_out(held_images, held_seed) if len(held_images) else None
+    held_base = (
+        baseline.held_out(held_images, held_seed)
+        if baseline is not None and held_main is not None
+        else None
+    )
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -203,11 +260,17 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         "images": len(images),
         "style_space_size": int(run_main.styles.shape[1]),
         "stable_images": int(run_main.keep.sum()),
+        "effect": options.effect,
+        "shift": run_main.shift,
+        "threshold": unit_thresholds(options)[0],
+        "explained_threshold": run_main.explained_threshold,
         "attfind_seconds": run_main.seconds,
         **recon,
         "classes": names,
         "targets": {},
     }
+    if baseline is not None:
+        results["baseline_stable_images"] = int(baseline.keep.sum())
     sections, picks_by_target = [], {}
     for target in targets:
         picks, curve = run_main.select(target, options)
@@ -222,6 +285,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             options.k,
             options.random_draws,
             options.seed,
+            run_main.shift,
         )
         entry = {
             "attributes": [p.to_dict() for p in picks],
@@ -229,13 +293,31 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             "random": random_curve,
         }
         if baseline is not None:
-            entry["baseline"] = baseline.select(target, options)[1]
+            base_picks, entry["baseline"] = baseline.select(target, options)
+        if held_main is not None:
+            entry["held_out_sufficiency"] = run_main.held_out_curve(
+                held_main, picks, target, options.k
+            )
+            entry["held_out_random"] = sm.random_sufficiency_curve(
+                run_main.model,
+                *held_main,
+                run_main.ranges,
+                target,
+                options.k,
+                options.random_draws,
+                options.seed,
+                run_main.shift,
+            )
+            if held_base is not None:
+                entry["held_out_baseline"] = baseline.held_out_curve(
+                    held_base, base_picks, target, options.k
+                )
         # Image-specific explanations (the paper's per-image top-k) for the images shown.
         shown = sm.eligible_images(
             run_main.model, run_main.styles, run_main.extras, run_main.noise, target
         )
         entry["per_image_top_3"] = {
-            str(int(n)): [a.to_dict() for a in af.image_top_k(run_main.table, int(n), target, 3)]
+            str(int(n)): [a.to_dict() for a in af.image_top_k(run_main.effects, int(n), target, 3)]
             for n in shown.nonzero().flatten()[: options.show_images]
         }
         rows, files = _export_attributes(run_main, out, names[target], target, picks, options)
@@ -244,7 +326,10 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     if len(names) == 2 and len(picks_by_target) == 2:
         merged = af.merge_two_classes(picks_by_target[0], picks_by_target[1], options.k)
         results["two_class_merge"] = [p.to_dict() for p in merged]
-    for key in ("sufficiency", "random", "baseline"):
+    if held_main is not None:
+        results["held_out_images"] = len(held_images)
+    keys = ("sufficiency", "random", "baseline")
+    for key in (*keys, *(f"held_out_{key}" for key in keys)):
         curves = [t[key] for t in results["targets"].values() if key in t]
         if curves:
             results[f"mean_{key}"] = [
@@ -260,7 +345,9 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     )
     notes = (
         f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
-        f"|S| = {results['style_space_size']}; pairs: reconstruction | edited, p = p(class)."
+        f"|S| = {results['style_space_size']}; attributes ranked by {options.effect} change; "
+        f"an edit moves a coordinate {run_main.shift:g}x its distance to its min or max; "
+        "pairs: reconstruction | edited, p = p(class)."
     )
     export.write_report(out / "report.html", "StylEx attributes", results, sections, notes)
     return results

@@ -54,6 +54,10 @@ def test_attfind_ranks_the_planted_coordinate_first_in_the_right_direction():
     assert (found[0].coordinate, found[0].towards) == (SQUARE, "max")
     removing = af.select_attributes(table, target=0, k=1, explained_threshold=1.0)
     assert (removing[0].coordinate, removing[0].towards) == (SQUARE, "min")
+    # Ranked by probability change (the default unit of `stylex.py attfind`) too.
+    base = model.classify(model.synthesize(styles, [], noise))
+    found_p = af.select_attributes(af.probability_effects(table, base), 1, 3, 0.2, keep)
+    assert (found_p[0].coordinate, found_p[0].towards) == (SQUARE, "max")
     # Applied alone, the planted attribute flips every image not already class 1.
     curve = sm.sufficiency_curve(model, styles, [], noise, ranges, found, target=1, max_k=2)
     assert curve == [1.0, 1.0]
@@ -61,7 +65,8 @@ def test_attfind_ranks_the_planted_coordinate_first_in_the_right_direction():
     assert random[0] < 0.5  # a random single coordinate is rarely the square
 
 
-def test_effect_table_equals_one_edit_at_a_time():
+@pytest.mark.parametrize("shift", [1.0, 2.0, 0.5])
+def test_effect_table_equals_one_edit_at_a_time(shift):
     torch.manual_seed(0)
     mix, head = torch.randn(5, 16), torch.randn(16, 3)
     model = af.StyleModel(
@@ -73,21 +78,30 @@ def test_effect_table_equals_one_edit_at_a_time():
     styles, extras = torch.randn(4, 5), torch.randn(4, 16)
     noise = af.image_noise(model, 4, seed=3, device=torch.device("cpu"))
     ranges = af.style_ranges(styles)
-    table = af.effect_table(model, styles, extras, noise, ranges, chunk=3)  # chunks split edits
+    # chunk=3 splits one image's 10 edits over batches
+    table = af.effect_table(model, styles, extras, noise, ranges, chunk=3, shift=shift)
     expected = torch.zeros(4, 5, 2, 3)
+    expected_p = torch.zeros(4, 5, 2, 3)
+    bases = torch.zeros(4, 3)
     for n in range(4):
         base = model.classify(
             model.synthesize(styles[n : n + 1], extras[n : n + 1], noise[n : n + 1])
         )
+        bases[n] = base[0]
         for i in range(5):
             for d in range(2):
                 edited = styles[n : n + 1].clone()
-                edited[0, i] = ranges[d, i]
+                # shift 1: onto the extreme; 2: twice the distance; 0.5: half way
+                edited[0, i] = styles[n, i] + shift * (ranges[d, i] - styles[n, i])
                 logits = model.classify(
                     model.synthesize(edited, extras[n : n + 1], noise[n : n + 1])
                 )
                 expected[n, i, d] = (logits - base)[0]
+                expected_p[n, i, d] = (logits.softmax(1) - base.softmax(1))[0]
     torch.testing.assert_close(table, expected)
+    # The probability table is the change of the softmax of each edit's own logits.
+    torch.testing.assert_close(af.probability_effects(table, bases), expected_p)
+    assert af.probability_effects(table, bases).sum(-1).abs().max() < 1e-6  # K probabilities
 
 
 def test_image_noise_is_per_image_and_reproducible():
@@ -130,6 +144,22 @@ def test_greedy_selection_matches_the_hand_worked_example():
     assert [(a.coordinate, a.towards) for a in chosen] == [(2, "min"), (1, "max")]
 
 
+def test_selection_counts_negative_effects_as_zero_unless_asked_for_signed_means():
+    # Coordinate 0 (max): +3 on image 0, -2 on image 1; coordinate 1 (max): +1 on both.
+    table = torch.zeros(2, 2, 2, 1)
+    table[:, 0, 1, 0] = torch.tensor([3.0, -2.0])
+    table[:, 1, 1, 0] = 1.0
+    # Positive parts (the authors' rule): means 1.5 vs 1 → coordinate 0; its clipped running
+    # sums [3, 0] leave image 1 unexplained (threshold 2), where coordinate 1 adds 1.
+    chosen = af.select_attributes(table, 0, k=2, explained_threshold=2.0)
+    assert [(a.coordinate, a.images) for a in chosen] == [(0, 2), (1, 1)]
+    assert chosen[0].mean_effect == pytest.approx(1.5)
+    # Signed means: 0.5 vs 1 → coordinate 1 first.
+    signed = af.select_attributes(table, 0, k=2, explained_threshold=2.0, positive_only=False)
+    assert [(a.coordinate, a.images) for a in signed] == [(1, 2), (0, 2)]
+    assert signed[1].mean_effect == pytest.approx(0.5)
+
+
 def test_selection_refuses_a_target_the_classifier_lacks():
     with pytest.raises(StylexInputError, match="target class 4 is not an output"):
         af.select_attributes(hand_table(), target=4, k=1, explained_threshold=1.0)
@@ -167,17 +197,23 @@ def test_per_image_top_k_takes_each_coordinate_once():
     assert [(a.coordinate, a.towards) for a in top] == [(2, "min"), (1, "max")]
 
 
-def test_apply_attributes_sets_every_coordinate_to_its_extreme():
-    styles = torch.zeros(2, 3)
+def test_apply_attributes_moves_every_coordinate_towards_its_extreme():
+    styles = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, -1.0]])
     ranges = torch.tensor([[-1.0, -2.0, -3.0], [1.0, 2.0, 3.0]])
-    edited = af.apply_attributes(
-        styles, [af.Attribute(0, 1, 0, 0, 0), af.Attribute(2, 0, 0, 0, 0)], ranges
-    )
-    assert edited.tolist() == [[1.0, 0.0, -3.0]] * 2
-    assert styles.abs().sum() == 0  # the input is not modified
+    attributes = [af.Attribute(0, 1, 0, 0, 0), af.Attribute(2, 0, 0, 0, 0)]
+    edited = af.apply_attributes(styles, attributes, ranges, shift=1.0)
+    assert edited.tolist() == [[1.0, 0.0, -3.0], [1.0, 0.0, -3.0]]  # onto the extremes
+    edited = af.apply_attributes(styles, attributes, ranges)  # default: the authors' shift 2
+    assert af.DEFAULT_SHIFT == 2.0
+    assert edited.tolist() == [[2.0, 0.0, -6.0], [1.5, 0.0, -5.0]]  # s + 2 (extreme - s)
+    assert styles.tolist() == [[0.0, 0.0, 0.0], [0.5, 0.0, -1.0]]  # the input is not modified
 
 
-def test_effect_table_refuses_a_chunk_below_one():
+def test_effect_table_refuses_a_chunk_below_one_or_a_shift_not_above_zero():
     model = planted_model()
     with pytest.raises(StylexInputError, match="chunk"):
         af.effect_table(model, planted_styles(2), [], torch.zeros(2, 1, 8, 8), torch.zeros(2, 6), 0)
+    with pytest.raises(StylexInputError, match="shift must be > 0"):
+        af.effect_table(
+            model, planted_styles(2), [], torch.zeros(2, 1, 8, 8), torch.zeros(2, 6), shift=0.0
+        )

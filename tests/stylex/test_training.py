@@ -137,6 +137,8 @@ def cli_run(tmp_path_factory, idx_root, classifier_ckpt):
             "2",
             "--baseline",
             str(folder / "ckpt" / "last.ckpt"),
+            "--held-out-images",
+            "4",
         ]
     )
     return folder, out, results
@@ -149,8 +151,15 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
     assert metrics["style_space_size"] == 72
     for key in ("reconstruction_l1", "agreement", "kl", "attfind_seconds", "two_class_merge"):
         assert key in metrics
+    # The authors' AttFind settings by default: probability effects, shift 2, their thresholds.
+    assert (metrics["effect"], metrics["shift"]) == ("probability", 2.0)
+    assert (metrics["threshold"], metrics["explained_threshold"]) == (0.3, 0.2)
+    assert 0 <= metrics["baseline_stable_images"] <= 6
+    assert metrics["held_out_images"] == 4
     for entry in metrics["targets"].values():
         assert len(entry["sufficiency"]) == len(entry["random"]) == len(entry["baseline"]) == 3
+        for key in ("held_out_sufficiency", "held_out_random", "held_out_baseline"):
+            assert len(entry[key]) == 3
         for found in entry["per_image_top_3"].values():
             assert len({a["coordinate"] for a in found}) == len(found) == 3
     # Every image is predicted as one of the two classes, so one class has images to explain.
@@ -198,9 +207,14 @@ def test_every_shipped_stylex_config_parses(config, capsys):
         ({"num_images": 0}, "--num-images must be >= 1"),
         ({"k": 0}, "--k must be >= 1"),
         ({"threshold": 0.0}, "--threshold must be > 0"),
+        ({"explained_threshold": -1.0}, "--explained-threshold must be > 0"),
+        ({"effect": "odds"}, "--effect 'odds' is not a unit: use one of probability, logit"),
+        ({"shift": 0.0}, "--shift must be > 0"),
         ({"max_unstable": 1.5}, "--max-unstable is a share"),
         ({"device": "nonsense"}, "--device 'nonsense' is not a device"),
         ({"targets": [7]}, r"--targets \[7\] are not outputs"),
+        ({"held_out_images": -1}, "--held-out-images must be >= 0"),
+        ({"held_out_images": 50}, "--held-out-images 50: only 14 test images"),
     ],
 )
 def test_bad_attfind_settings_fail_with_the_fix(cli_run, tmp_path, change, message):
@@ -259,3 +273,16 @@ def test_a_scouter_classifier_is_explained_like_an_fc_one(idx_root):
     module.classifier(images).sum().backward()  # the KL term's gradient reaches the images
     assert images.grad.abs().sum() > 0
     assert module.encode(images.detach())["c"].shape == (2, 3)
+
+
+def test_thresholds_default_to_the_unit_of_the_effects():
+    from scouter.stylex.attfind_options import parse_args, unit_thresholds
+
+    base = ["--checkpoint", "s.ckpt", "--out", "o"]
+    assert unit_thresholds(parse_args(base)) == (0.3, 0.2)  # probability changes
+    assert unit_thresholds(parse_args([*base, "--effect", "logit"])) == (5.0, 2.0)
+    given = parse_args(
+        [*base, "--effect", "logit", "--threshold", "3", "--explained-threshold", "1"]
+    )
+    assert unit_thresholds(given) == (3.0, 1.0)
+    assert parse_args(base).shift == 2.0 and parse_args([*base, "--shift", "1"]).shift == 1.0
