@@ -7,12 +7,17 @@ Every stage runs the shipped commands as subprocesses (so the numbers are those 
    --trainer.max_steps <clf-steps>`` (skipped with ``--classifier``);
 2. StylEx: ``stylex.py fit --config configs/stylex/<config>.yaml --trainer.max_steps <steps>``;
 3. the baseline: the same with ``--model.conditional false --model.kl_weight 0``;
-4. ``stylex.py attfind --num-images <n> --baseline <baseline ckpt>``.
+4. ``stylex.py attfind --num-images <n> --held-out-images <m> --baseline <baseline ckpt>``
+   (``--effect`` / ``--shift`` passed on when given; otherwise the command's defaults).
+
+``--jobs 2`` trains StylEx and the baseline side by side (one process each; their times are
+then wall clock under that sharing).
 
 Writes ``bench/stylex/results.json`` and ``results.md`` (and copies the top attributes' pictures
 there). Example (the run in bench/RESULTS.md):
 
-    OMP_NUM_THREADS=1 python bench/stylex.py --steps 6000 --num-images 200
+    OMP_NUM_THREADS=1 python bench/stylex.py --steps 20000 --num-images 200 \
+        --held-out-images 1000 --jobs 2
 """
 
 from __future__ import annotations
@@ -44,28 +49,49 @@ def timed(command: list[str], log: Path, cwd: Path = REPO) -> float:
     return time.perf_counter() - start
 
 
-def fit_stylex(args: argparse.Namespace, work: Path, name: str, extra: list[str]) -> float:
-    return timed(
-        [
-            sys.executable,
-            "stylex.py",
-            "fit",
-            "--config",
-            f"configs/stylex/{args.config}.yaml",
-            "--model.classifier",
-            str(args.classifier),
-            "--trainer.max_steps",
-            str(args.steps),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(work / name / "runs"),
-            "--trainer.callbacks.dirpath",
-            str(work / name / "ckpt"),
-            *extra,
-        ],
-        work / f"{name}.log",
-    )
+def fit_command(args: argparse.Namespace, work: Path, name: str, extra: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "stylex.py",
+        "fit",
+        "--config",
+        f"configs/stylex/{args.config}.yaml",
+        "--model.classifier",
+        str(args.classifier),
+        "--trainer.max_steps",
+        str(args.steps),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        str(work / name / "runs"),
+        "--trainer.callbacks.dirpath",
+        str(work / name / "ckpt"),
+        *extra,
+    ]
+
+
+def fit_side_by_side(commands: dict[str, list[str]], work: Path) -> dict[str, float]:
+    """Run the fits at once, one process each; seconds each took (wall clock, shared CPU)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start, running, seconds = time.perf_counter(), {}, {}
+    for name, command in commands.items():
+        log = (work / f"{name}.log").open("w")
+        running[name] = (
+            subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env),
+            log,
+        )
+    while running:
+        for name, (process, log) in list(running.items()):
+            if process.poll() is not None:
+                log.close()
+                if process.returncode != 0:
+                    sys.exit(
+                        f"{name} training failed (exit {process.returncode}); see {work / name}.log"
+                    )
+                seconds[name] = time.perf_counter() - start
+                del running[name]
+        time.sleep(1)
+    return seconds
 
 
 def stage(args: argparse.Namespace, name: str, run: Callable[[], float]) -> float:
@@ -82,20 +108,20 @@ def stage(args: argparse.Namespace, name: str, run: Callable[[], float]) -> floa
 def table(results: dict) -> str:
     """The markdown of the results (also written to results.md)."""
     metrics = results["attfind"]
+    shared = " (both at once, sharing the CPU)" if results.get("fits_side_by_side") else ""
     lines = [
         f"Machine: {results['machine']}. Command: `{results['command']}`.",
         "",
         "| quantity | value |",
         "|---|---|",
         f"| classifier training ({results['classifier_steps']} steps) | {results['classifier_seconds']:.0f} s |",
-        f"| StylEx training ({results['steps']} optimiser steps = {results['steps'] // 2} batches) | {results['stylex_seconds'] / 60:.1f} min |",
-        f"| baseline training (same steps, unconditioned) | {results['baseline_seconds'] / 60:.1f} min |",
+        f"| StylEx training ({results['steps']} optimiser steps = {results['steps'] // 2} batches){shared} | {results['stylex_seconds'] / 60:.1f} min |",
+        f"| baseline training (same steps, unconditioned){shared} | {results['baseline_seconds'] / 60:.1f} min |",
         f"| AttFind effect table ({metrics['images']} images, 2·{metrics['style_space_size']} edits each) | {metrics['attfind_seconds'] / 60:.1f} min |",
         f"| whole `attfind` command (also baseline, metrics, export) | {results['attfind_command_seconds'] / 60:.1f} min |",
         f"| reconstruction L1 ([-1, 1] scale) | {metrics['reconstruction_l1']:.3f} |",
         f"| classifier agreement on reconstructions | {metrics['agreement']:.3f} |",
         f"| mean KL(C(x) ‖ C(x')) | {metrics['kl']:.3f} |",
-        f"| stable images | {metrics['stable_images']} / {metrics['images']} |",
     ]
     lines += [
         "",
@@ -104,14 +130,31 @@ def table(results: dict) -> str:
         + " |",
         "|---|" + "---|" * 10,
     ]
-    for key, label in (
+    rows = [
         ("mean_sufficiency", "StylEx"),
         ("mean_random", "random coordinates"),
         ("mean_baseline", "unconditioned StyleSpace baseline"),
-    ):
+    ]
+    if metrics.get("held_out_images"):
+        rows += [
+            (f"mean_held_out_{key}", f"{label}, {metrics['held_out_images']} held-out images")
+            for key, label in (
+                ("sufficiency", "StylEx"),
+                ("random", "random coordinates"),
+                ("baseline", "baseline"),
+            )
+        ]
+    for key, label in rows:
         values = metrics.get(key) or []
         cells = " | ".join("n/a" if v is None else f"{v:.2f}" for v in values)
         lines.append(f"| {label} | {cells} |")
+    lines += [
+        "",
+        f"AttFind settings: effects in {metrics.get('effect', 'logit')} change, shift "
+        f"{metrics.get('shift', 1.0):g}, thresholds {metrics.get('threshold')} (unstable) / "
+        f"{metrics.get('explained_threshold')} (explained); stable images: StylEx "
+        f"{metrics['stable_images']}, baseline {metrics.get('baseline_stable_images', 'n/a')}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +167,14 @@ def main() -> None:
         "--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)"
     )
     parser.add_argument("--num-images", type=int, default=200)
+    parser.add_argument(
+        "--held-out-images", type=int, default=1000, help="sufficiency also on these (0: none)"
+    )
+    parser.add_argument("--effect", choices=("probability", "logit"), help="AttFind's unit")
+    parser.add_argument("--shift", type=float, help="AttFind's edit size (1: to the extreme)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, choices=(1, 2), help="2: train StylEx and baseline at once"
+    )
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_stylex")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "stylex")
     parser.add_argument(
@@ -165,13 +216,27 @@ def main() -> None:
         )
         args.classifier = next(folder.glob("checkpoints/**/last.ckpt"))
     results["classifier"] = str(args.classifier)
-    results["stylex_seconds"] = stage(
-        args, "stylex", lambda: fit_stylex(args, args.work, "stylex", [])
-    )
     unconditioned = ["--model.conditional", "false", "--model.kl_weight", "0"]
-    results["baseline_seconds"] = stage(
-        args, "baseline", lambda: fit_stylex(args, args.work, "baseline", unconditioned)
-    )
+    commands = {
+        "stylex": fit_command(args, args.work, "stylex", []),
+        "baseline": fit_command(args, args.work, "baseline", unconditioned),
+    }
+    record = args.work / "stages.json"
+    done = json.loads(record.read_text()) if record.is_file() else {}
+    todo = {n: c for n, c in commands.items() if not (args.resume and n in done)}
+    if args.jobs > 1 and len(todo) > 1:
+        done.update(fit_side_by_side(todo, args.work))
+        record.write_text(json.dumps(done, indent=2))
+    else:
+        for name, command in todo.items():
+            stage(
+                args,
+                name,
+                lambda command=command, name=name: timed(command, args.work / f"{name}.log"),
+            )
+    done = json.loads(record.read_text())
+    results["stylex_seconds"], results["baseline_seconds"] = done["stylex"], done["baseline"]
+    results["fits_side_by_side"] = args.jobs > 1
     out = args.work / "attfind"
     results["attfind_command_seconds"] = timed(
         [
@@ -186,6 +251,10 @@ def main() -> None:
             str(out),
             "--num-images",
             str(args.num_images),
+            "--held-out-images",
+            str(args.held_out_images),
+            *(["--effect", args.effect] if args.effect else []),
+            *(["--shift", str(args.shift)] if args.shift is not None else []),
         ],
         args.work / "attfind.log",
     )

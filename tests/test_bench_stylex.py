@@ -1,0 +1,62 @@
+"""bench/stylex.py: the fits side by side, and the results table it writes."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from bench import stylex as bench
+
+
+def test_fits_side_by_side_time_each_and_name_the_failing_one(tmp_path):
+    seconds = bench.fit_side_by_side(
+        {
+            "quick": [sys.executable, "-c", "print('quick')"],
+            "slow": [sys.executable, "-c", "import time; time.sleep(1.5); print('slow')"],
+        },
+        tmp_path,
+    )
+    assert set(seconds) == {"quick", "slow"} and seconds["slow"] >= 1.5 > seconds["quick"]
+    assert (tmp_path / "slow.log").read_text().strip() == "slow"  # each fit's output in its log
+    with pytest.raises(SystemExit, match="broken training failed \\(exit 3\\)"):
+        bench.fit_side_by_side({"broken": [sys.executable, "-c", "raise SystemExit(3)"]}, tmp_path)
+
+
+def test_table_shows_held_out_rows_and_the_attfind_settings():
+    curve = [0.1 * k for k in range(1, 11)]
+    attfind = {
+        "images": 200,
+        "style_space_size": 336,
+        "attfind_seconds": 120.0,
+        "reconstruction_l1": 0.1,
+        "agreement": 0.97,
+        "kl": 0.01,
+        "stable_images": 190,
+        "baseline_stable_images": 180,
+        "effect": "probability",
+        "shift": 2.0,
+        "threshold": 0.3,
+        "explained_threshold": 0.2,
+        "held_out_images": 1000,
+        **{f"mean_{k}": curve for k in ("sufficiency", "random", "baseline")},
+        **{f"mean_held_out_{k}": curve for k in ("sufficiency", "random", "baseline")},
+    }
+    results = {
+        "machine": "m",
+        "command": "c",
+        "classifier_steps": 300,
+        "classifier_seconds": 20.0,
+        "steps": 20000,
+        "stylex_seconds": 1200.0,
+        "baseline_seconds": 1100.0,
+        "attfind_command_seconds": 600.0,
+        "fits_side_by_side": True,
+        "attfind": attfind,
+    }
+    text = bench.table(results)
+    assert "| StylEx, 1000 held-out images | 0.10 | 0.20 |" in text
+    assert "| baseline, 1000 held-out images |" in text
+    assert "(both at once, sharing the CPU) | 20.0 min |" in text
+    assert "effects in probability change, shift 2, thresholds 0.3 (unstable) / 0.2" in text
+    assert "stable images: StylEx 190, baseline 180" in text
