@@ -60,6 +60,8 @@ def fit_command(args: argparse.Namespace, work: Path, name: str, extra: list[str
         str(args.classifier),
         "--trainer.max_steps",
         str(args.steps),
+        "--seed_everything",
+        str(args.seed),
         "--trainer.enable_progress_bar",
         "false",
         "--trainer.logger.init_args.save_dir",
@@ -166,6 +168,9 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed_everything of both StylEx fits (the config's: 0)"
+    )
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument(
         "--held-out-images", type=int, default=1000, help="sufficiency also on these (0: none)"
@@ -186,6 +191,7 @@ def main() -> None:
     results: dict = {
         "command": "python bench/stylex.py " + " ".join(sys.argv[1:]),
         "steps": args.steps,
+        "seed": args.seed,
         "config": args.config,
         "classifier_steps": args.classifier_steps,
         "classifier_seconds": 0.0,
