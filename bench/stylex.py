@@ -269,7 +269,8 @@ def main() -> None:
     results["machine"] = machine_description(torch.device("cpu"))
     results["threads"] = os.environ.get("OMP_NUM_THREADS", "default")
     results["attfind"] = json.loads((out / "metrics.json").read_text())
-    for picture in sorted(out.glob("*_top.png")) + sorted(out.glob("*_attr1.gif")):
+    pictures = ("*_top.png", "*_attr1.gif", "*_together.png")
+    for picture in sorted(p for pattern in pictures for p in out.glob(pattern)):
         shutil.copy(picture, args.results / picture.name)
     # Paths relative to the repository: the results file is committed.
     text = json.dumps(results, indent=2).replace(str(REPO) + os.sep, "")

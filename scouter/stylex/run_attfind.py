@@ -173,6 +173,34 @@ def _export_attributes(
             ],
         )
         atomic_write_bytes(images_out / f"{safe}_top.png", export.png_bytes(top))
+        # What sufficiency@k measures: all the class's attributes applied together.
+        together = sm.synthesize_all(
+            run.model, af.apply_attributes(styles, picks, run.ranges, run.shift), extras, noise
+        )
+        p_together = sm.classify_all(run.model, together).softmax(1)[:, target].tolist()
+        name = f"{safe}_together"
+        sheet = export.pair_sheet(recon, together, p_recon, p_together, class_name)
+        files.append(
+            export.write_attribute_files(
+                images_out, name, sheet, export.flicker_frames(recon, together)
+            )
+        )
+        rows.append(
+            {
+                "name": name,
+                "coordinate": f"all {len(picks)} together",
+                "layer": "",
+                "channel": "",
+                "towards": "",
+                "mean_effect": "",
+                "effect_unit": "",
+                "images": len(p_together),
+                "mean_p_change": float(
+                    sum(pe - po for po, pe in zip(p_recon, p_together, strict=True))
+                    / len(p_together)
+                ),
+            }
+        )
     return rows, files
 
 

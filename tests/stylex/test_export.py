@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 from PIL import Image
 
@@ -23,7 +24,7 @@ def test_pair_sheet_and_flicker_gif_show_both_images():
     assert gif.n_frames == 2
 
 
-def test_export_writes_every_attribute_and_a_top_figure_of_the_first_four(tmp_path):
+def test_export_writes_every_attribute_a_top_figure_of_the_first_four_and_all_together(tmp_path):
     module = tiny_stylex().eval()
     images = torch.rand(4, 1, 16, 16) * 2 - 1
     run = Explained(module, images, AttFindOptions("unused", str(tmp_path), chunk=64))
@@ -32,8 +33,17 @@ def test_export_writes_every_attribute_and_a_top_figure_of_the_first_four(tmp_pa
     recon = module.generator.synthesize(run.styles, run.extras, run.noise)
     target = (int(module.classifier(recon).argmax(1)[0]) + 1) % 3  # image 0 is not the target
     rows, files = _export_attributes(run, tmp_path, "T-shirt/top", target, picks, options)
-    assert len(rows) == len(files) == 6
+    assert len(rows) == len(files) == 7  # six attributes, then all six together
     assert rows[1]["towards"] == "max" and rows[1]["layer"] == 0 and rows[1]["channel"] == 1
+    assert rows[6]["name"] == "T_shirt_top_together" and rows[6]["coordinate"] == "all 6 together"
+    assert rows[6]["images"] == 2
+    shown = (module.classifier(recon).argmax(1) != target).nonzero().flatten()[:2]
+    styles = af.apply_attributes(run.styles[shown], picks, run.ranges, run.shift)
+    together = module.generator.synthesize(
+        styles, af.take(run.extras, shown), af.take(run.noise, shown)
+    )
+    p_change = module.classifier(together).softmax(1) - module.classifier(recon[shown]).softmax(1)
+    assert rows[6]["mean_p_change"] == pytest.approx(float(p_change[:, target].mean()), abs=1e-5)
     for j in range(1, 7):
         assert (tmp_path / f"T_shirt_top_attr{j}.png").is_file()
     top = Image.open(tmp_path / "T_shirt_top_top.png")
@@ -42,4 +52,4 @@ def test_export_writes_every_attribute_and_a_top_figure_of_the_first_four(tmp_pa
     section = export.attribute_section("class", rows, files)
     page = export.write_report(tmp_path / "r.html", "t", {"agreement": 0.5}, [section])
     text = page.read_text()
-    assert text.count("data:image/gif;base64,") == 6 and "agreement" in text
+    assert text.count("data:image/gif;base64,") == 7 and "agreement" in text

@@ -174,6 +174,9 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
             assert (out / f"{safe}_attr{j + 1}.png").is_file()
             assert (out / f"{safe}_attr{j + 1}.gif").is_file()
         assert (out / f"{safe}_top.png").is_file() == bool(found)
+        # All of the class's attributes together: what sufficiency@k applies.
+        assert (out / f"{safe}_together.png").is_file() == bool(found)
+        assert (out / f"{safe}_together.gif").is_file() == bool(found)
 
 
 def test_attfind_images_are_the_trained_classes_test_images(idx_root):
