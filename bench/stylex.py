@@ -152,7 +152,8 @@ def table(results: dict) -> str:
         lines.append(f"| {label} | {cells} |")
     lines += [
         "",
-        f"AttFind settings: effects in {metrics.get('effect', 'logit')} change, shift "
+        f"AttFind settings: effects in {metrics.get('effect', 'logit')} change "
+        f"({'negative ones as 0' if metrics.get('clip_negative') else 'signed means'}), shift "
         f"{metrics.get('shift', 1.0):g}, thresholds {metrics.get('threshold')} (unstable) / "
         f"{metrics.get('explained_threshold')} (explained); stable images: StylEx "
         f"{metrics['stable_images']}, baseline {metrics.get('baseline_stable_images', 'n/a')}.",

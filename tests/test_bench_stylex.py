@@ -58,5 +58,5 @@ def test_table_shows_held_out_rows_and_the_attfind_settings():
     assert "| StylEx, 1000 held-out images | 0.10 | 0.20 |" in text
     assert "| baseline, 1000 held-out images |" in text
     assert "(both at once, sharing the CPU) | 20.0 min |" in text
-    assert "effects in probability change, shift 2, thresholds 0.3 (unstable) / 0.2" in text
+    assert "effects in probability change (signed means), shift 2, thresholds 0.3" in text
     assert "stable images: StylEx 190, baseline 180" in text

@@ -10,8 +10,9 @@
 2. **Unstable images** are dropped: those with more than ``max_unstable`` coordinates whose
    effect (any direction, any class) exceeds ``threshold`` in absolute value.
 3. **Greedy selection** for a target class: ``k`` times, the (coordinate, direction) of largest
-   mean positive effect on the target (negative effects count as 0, as in the authors' code)
-   over the images *not yet explained* (whose running sum of the chosen attributes' effects is
+   mean effect on the target (signed: an edit that pushes some images away from the target pays
+   for it; ``positive_only`` counts negative effects as 0, as the authors' code does) over the
+   images *not yet explained* (whose running sum of the chosen attributes' effects is
    still below ``explained_threshold``); a coordinate is chosen at most once; the search stops
    early when no candidate has a positive mean effect.
 
@@ -209,12 +210,13 @@ def select_attributes(
     k: int,
     explained_threshold: float,
     keep: torch.Tensor | None = None,
-    positive_only: bool = True,
+    positive_only: bool = False,
 ) -> list[Attribute]:
     """The greedy AttFind selection (module docstring, step 3) over images ``keep (N,)`` bool.
 
     ``positive_only``: negative effects count as 0, in the means and the running sums (the
-    authors' code); False averages the signed effects.
+    authors' code); False (default) averages the signed effects — sufficiency applies a class's
+    attributes to every image, so an edit's harm on some images is part of its worth.
     """
     if not 0 <= target < table.shape[-1]:
         raise StylexInputError(

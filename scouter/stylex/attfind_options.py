@@ -35,6 +35,7 @@ class AttFindOptions:
     threshold: float | None = None
     max_unstable: float = 0.2
     explained_threshold: float | None = None
+    clip_negative: bool = False
     chunk: int = 1024
     seed: int = 0
     baseline: str | None = None
@@ -158,6 +159,12 @@ def parse_args(argv: list[str] | None) -> AttFindOptions:
         type=float,
         help="an image is explained once its chosen attributes add this much to the target "
         "(default 0.2 probability, 2 logit)",
+    )
+    p.add_argument(
+        "--clip-negative",
+        action="store_true",
+        help="count negative effects as 0 when ranking (the authors' code); default: signed "
+        "means, so an attribute that pushes other images away from the target pays for it",
     )
     p.add_argument("--chunk", type=int, default=1024, help="edits per batch")
     p.add_argument("--seed", type=int, default=0, help="noise and random-baseline seed")

@@ -82,7 +82,12 @@ class Explained:
         """Top-k attributes of ``target`` (over stable images not yet classified as it), sufficiency."""
         eligible = sm.eligible_images(self.model, self.styles, self.extras, self.noise, target)
         picks = af.select_attributes(
-            self.effects, target, options.k, self.explained_threshold, self.keep & eligible.cpu()
+            self.effects,
+            target,
+            options.k,
+            self.explained_threshold,
+            self.keep & eligible.cpu(),
+            positive_only=options.clip_negative,
         )
         curve = sm.sufficiency_curve(
             self.model,
@@ -292,6 +297,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         "shift": run_main.shift,
         "threshold": unit_thresholds(options)[0],
         "explained_threshold": run_main.explained_threshold,
+        "clip_negative": bool(options.clip_negative),
         "attfind_seconds": run_main.seconds,
         **recon,
         "classes": names,

@@ -144,18 +144,18 @@ def test_greedy_selection_matches_the_hand_worked_example():
     assert [(a.coordinate, a.towards) for a in chosen] == [(2, "min"), (1, "max")]
 
 
-def test_selection_counts_negative_effects_as_zero_unless_asked_for_signed_means():
+def test_selection_uses_signed_means_or_counts_negative_effects_as_zero():
     # Coordinate 0 (max): +3 on image 0, -2 on image 1; coordinate 1 (max): +1 on both.
     table = torch.zeros(2, 2, 2, 1)
     table[:, 0, 1, 0] = torch.tensor([3.0, -2.0])
     table[:, 1, 1, 0] = 1.0
     # Positive parts (the authors' rule): means 1.5 vs 1 → coordinate 0; its clipped running
     # sums [3, 0] leave image 1 unexplained (threshold 2), where coordinate 1 adds 1.
-    chosen = af.select_attributes(table, 0, k=2, explained_threshold=2.0)
+    chosen = af.select_attributes(table, 0, k=2, explained_threshold=2.0, positive_only=True)
     assert [(a.coordinate, a.images) for a in chosen] == [(0, 2), (1, 1)]
     assert chosen[0].mean_effect == pytest.approx(1.5)
-    # Signed means: 0.5 vs 1 → coordinate 1 first.
-    signed = af.select_attributes(table, 0, k=2, explained_threshold=2.0, positive_only=False)
+    # Signed means (the default): 0.5 vs 1 → coordinate 1 first.
+    signed = af.select_attributes(table, 0, k=2, explained_threshold=2.0)
     assert [(a.coordinate, a.images) for a in signed] == [(1, 2), (0, 2)]
     assert signed[1].mean_effect == pytest.approx(0.5)
 

@@ -154,6 +154,7 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
     # The authors' AttFind settings by default: probability effects, shift 2, their thresholds.
     assert (metrics["effect"], metrics["shift"]) == ("probability", 2.0)
     assert (metrics["threshold"], metrics["explained_threshold"]) == (0.3, 0.2)
+    assert metrics["clip_negative"] is False
     assert 0 <= metrics["baseline_stable_images"] <= 6
     assert metrics["held_out_images"] == 4
     for entry in metrics["targets"].values():
@@ -289,3 +290,6 @@ def test_thresholds_default_to_the_unit_of_the_effects():
     )
     assert unit_thresholds(given) == (3.0, 1.0)
     assert parse_args(base).shift == 2.0 and parse_args([*base, "--shift", "1"]).shift == 1.0
+    assert (
+        not parse_args(base).clip_negative and parse_args([*base, "--clip-negative"]).clip_negative
+    )
