@@ -102,6 +102,27 @@ class Explained:
         )
         return picks, curve
 
+    def random_curve(
+        self,
+        target: int,
+        options: AttFindOptions,
+        view: tuple[torch.Tensor, Any, Any] | None = None,
+    ) -> list[float]:
+        """``sufficiency@1..k`` of random coordinates on the searched images or on a ``view``."""
+        styles, extras, noise = view if view is not None else (self.styles, self.extras, self.noise)
+        return sm.random_sufficiency_curve(
+            self.model,
+            styles,
+            extras,
+            noise,
+            self.ranges,
+            target,
+            options.k,
+            options.random_draws,
+            options.seed,
+            self.shift,
+        )
+
     def held_out(self, images: torch.Tensor, seed: int) -> tuple[torch.Tensor, Any, Any]:
         """Styles, extras and noise of images AttFind did not search (noise of seed ``seed``)."""
         styles, extras = af.encode_all(self.model, images)
@@ -309,18 +330,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     for target in targets:
         picks, curve = run_main.select(target, options)
         picks_by_target[target] = picks
-        random_curve = sm.random_sufficiency_curve(
-            run_main.model,
-            run_main.styles,
-            run_main.extras,
-            run_main.noise,
-            run_main.ranges,
-            target,
-            options.k,
-            options.random_draws,
-            options.seed,
-            run_main.shift,
-        )
+        random_curve = run_main.random_curve(target, options)
         entry = {
             "attributes": [p.to_dict() for p in picks],
             "sufficiency": curve,
@@ -332,16 +342,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             entry["held_out_sufficiency"] = run_main.held_out_curve(
                 held_main, picks, target, options.k
             )
-            entry["held_out_random"] = sm.random_sufficiency_curve(
-                run_main.model,
-                *held_main,
-                run_main.ranges,
-                target,
-                options.k,
-                options.random_draws,
-                options.seed,
-                run_main.shift,
-            )
+            entry["held_out_random"] = run_main.random_curve(target, options, held_main)
             if held_base is not None:
                 entry["held_out_baseline"] = baseline.held_out_curve(
                     held_base, base_picks, target, options.k
