@@ -64,11 +64,12 @@ class Explained:
             self.shift,
         )
         self.seconds = time.perf_counter() - start
-        base = sm.classify_all(
+        # Logits of the unedited reconstructions: the probability table and eligibility use them.
+        self.base_logits = sm.classify_all(
             self.model, sm.synthesize_all(self.model, self.styles, self.extras, self.noise)
         )
         self.effects = (
-            af.probability_effects(self.table, base)
+            af.probability_effects(self.table, self.base_logits)
             if options.effect == "probability"
             else self.table
         )
@@ -80,27 +81,33 @@ class Explained:
         self, target: int, options: AttFindOptions
     ) -> tuple[list[af.Attribute], list[float]]:
         """Top-k attributes of ``target`` (over stable images not yet classified as it), sufficiency."""
-        eligible = sm.eligible_images(self.model, self.styles, self.extras, self.noise, target)
         picks = af.select_attributes(
             self.effects,
             target,
             options.k,
             self.explained_threshold,
-            self.keep & eligible.cpu(),
+            self.keep & self.eligible(target).cpu(),
             positive_only=options.clip_negative,
         )
-        curve = sm.sufficiency_curve(
-            self.model,
-            self.styles,
-            self.extras,
-            self.noise,
-            self.ranges,
-            picks,
-            target,
-            options.k,
-            self.shift,
+        return picks, self.curve(picks, target, options.k)
+
+    def eligible(self, target: int) -> torch.Tensor:
+        """``(N,)`` bool: searched images whose reconstruction is not classified as ``target``."""
+        return self.base_logits.argmax(1) != target
+
+    def curve(
+        self,
+        picks: list[af.Attribute],
+        target: int,
+        k: int,
+        view: tuple[torch.Tensor, Any, Any] | None = None,
+    ) -> list[float]:
+        """``sufficiency@1..k`` of ``picks`` on the searched images or on a :meth:`held_out`
+        view (this search's ranges and shift)."""
+        styles, extras, noise = view if view is not None else (self.styles, self.extras, self.noise)
+        return sm.sufficiency_curve(
+            self.model, styles, extras, noise, self.ranges, picks, target, k, self.shift
         )
-        return picks, curve
 
     def random_curve(
         self,
@@ -128,12 +135,6 @@ class Explained:
         styles, extras = af.encode_all(self.model, images)
         return styles, extras, af.image_noise(self.model, len(images), seed, images.device)
 
-    def held_out_curve(
-        self, view: tuple[torch.Tensor, Any, Any], picks: list[af.Attribute], target: int, k: int
-    ) -> list[float]:
-        """``sufficiency@1..k`` of ``picks`` on a :meth:`held_out` view (this search's ranges)."""
-        return sm.sufficiency_curve(self.model, *view, self.ranges, picks, target, k, self.shift)
-
 
 def _export_attributes(
     run: Explained,
@@ -145,7 +146,7 @@ def _export_attributes(
 ) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:
     from scouter.stylex import export
 
-    eligible = sm.eligible_images(run.model, run.styles, run.extras, run.noise, target)
+    eligible = run.eligible(target)
     rows_idx = eligible.nonzero().flatten()[: options.show_images]
     if len(rows_idx) == 0:
         return [], []
@@ -339,18 +340,14 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         if baseline is not None:
             base_picks, entry["baseline"] = baseline.select(target, options)
         if held_main is not None:
-            entry["held_out_sufficiency"] = run_main.held_out_curve(
-                held_main, picks, target, options.k
-            )
+            entry["held_out_sufficiency"] = run_main.curve(picks, target, options.k, held_main)
             entry["held_out_random"] = run_main.random_curve(target, options, held_main)
             if held_base is not None:
-                entry["held_out_baseline"] = baseline.held_out_curve(
-                    held_base, base_picks, target, options.k
+                entry["held_out_baseline"] = baseline.curve(
+                    base_picks, target, options.k, held_base
                 )
         # Image-specific explanations (the paper's per-image top-k) for the images shown.
-        shown = sm.eligible_images(
-            run_main.model, run_main.styles, run_main.extras, run_main.noise, target
-        )
+        shown = run_main.eligible(target)
         entry["per_image_top_3"] = {
             str(int(n)): [a.to_dict() for a in af.image_top_k(run_main.effects, int(n), target, 3)]
             for n in shown.nonzero().flatten()[: options.show_images]
