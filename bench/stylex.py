@@ -150,15 +150,50 @@ def table(results: dict) -> str:
         values = metrics.get(key) or []
         cells = " | ".join("n/a" if v is None else f"{v:.2f}" for v in values)
         lines.append(f"| {label} | {cells} |")
+    lines += realism_rows(metrics)
     lines += [
         "",
         f"AttFind settings: effects in {metrics.get('effect', 'logit')} change "
         f"({'negative ones as 0' if metrics.get('clip_negative') else 'signed means'}), shift "
         f"{metrics.get('shift', 1.0):g}, thresholds {metrics.get('threshold')} (unstable) / "
         f"{metrics.get('explained_threshold')} (explained); stable images: StylEx "
-        f"{metrics['stable_images']}, baseline {metrics.get('baseline_stable_images', 'n/a')}.",
+        f"{metrics['stable_images']}, baseline {metrics.get('baseline_stable_images', 'n/a')}; "
+        + (
+            f"discriminator filter on (|ΔD| ≤ {metrics['discriminator_threshold']:g} on "
+            f"{metrics['discriminator_images']} images per direction)."
+            if metrics.get("discriminator_filter")
+            else "discriminator filter off."
+        ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def realism_rows(metrics: dict) -> list[str]:
+    """How far each model's top-k attributes together move the searched images, mean over
+    classes (rows only where the AttFind run measured it)."""
+    targets = list(metrics.get("targets", {}).values())
+    if not targets or "realism" not in targets[0]:
+        return []
+
+    def mean(key: str, field: str) -> str:
+        values = [t[key][field] for t in targets if key in t and t[key][field] is not None]
+        return f"{sum(values) / len(values):.3f}" if values else "n/a"
+
+    def refused(key: str) -> str:
+        counts = [len(t[key].get("discriminator_rejected", [])) for t in targets if key in t]
+        return str(sum(counts)) if counts else "n/a"
+
+    scale = metrics.get("discriminator_scale")
+    base_scale = metrics.get("baseline_discriminator_scale")
+    return [
+        "",
+        "| top-k applied together (searched images) | StylEx | baseline |",
+        "|---|---|---|",
+        f"| mean pixel change |x_edit − x_recon| ([-1, 1] scale) | {mean('realism', 'pixel_l1')} | {mean('baseline_realism', 'pixel_l1')} |",
+        f"| mean |ΔD| on the model's own discriminator | {mean('realism', 'discriminator_change')} | {mean('baseline_realism', 'discriminator_change')} |",
+        f"| std of D over real images (the unit of |ΔD|) | {scale if scale is None else f'{scale:.3f}'} | {base_scale if base_scale is None else f'{base_scale:.3f}'} |",
+        f"| coordinates refused by the discriminator filter (all classes) | {refused('realism')} | {refused('baseline_realism')} |",
+    ]
 
 
 def main() -> None:
@@ -178,6 +213,11 @@ def main() -> None:
     )
     parser.add_argument("--effect", choices=("probability", "logit"), help="AttFind's unit")
     parser.add_argument("--shift", type=float, help="AttFind's edit size (1: to the extreme)")
+    parser.add_argument(
+        "--no-discriminator-filter",
+        action="store_true",
+        help="AttFind without the authors' discriminator filter",
+    )
     parser.add_argument(
         "--jobs", type=int, default=1, choices=(1, 2), help="2: train StylEx and baseline at once"
     )
@@ -262,6 +302,7 @@ def main() -> None:
             str(args.held_out_images),
             *(["--effect", args.effect] if args.effect else []),
             *(["--shift", str(args.shift)] if args.shift is not None else []),
+            *(["--no-discriminator-filter"] if args.no_discriminator_filter else []),
         ],
         args.work / "attfind.log",
     )

@@ -60,3 +60,48 @@ def test_table_shows_held_out_rows_and_the_attfind_settings():
     assert "(both at once, sharing the CPU) | 20.0 min |" in text
     assert "effects in probability change (signed means), shift 2, thresholds 0.3" in text
     assert "stable images: StylEx 190, baseline 180" in text
+
+
+def test_table_shows_how_far_the_attributes_together_move_the_images():
+    def entry(pixel, change, refused):
+        return {
+            "pixel_l1": pixel,
+            "discriminator_change": change,
+            "discriminator_rejected": refused,
+        }
+
+    attfind = {
+        "images": 200,
+        "style_space_size": 336,
+        "attfind_seconds": 120.0,
+        "reconstruction_l1": 0.1,
+        "agreement": 0.97,
+        "kl": 0.01,
+        "stable_images": 200,
+        "discriminator_filter": True,
+        "discriminator_threshold": 0.2,
+        "discriminator_images": 10,
+        "discriminator_scale": 0.25,
+        "baseline_discriminator_scale": 0.2,
+        "targets": {
+            "a": {"realism": entry(0.1, 0.2, [5]), "baseline_realism": entry(0.3, 0.4, [])},
+            "b": {"realism": entry(0.3, 0.4, [7, 9]), "baseline_realism": entry(0.5, None, [1])},
+        },
+    }
+    results = {
+        "machine": "m",
+        "command": "c",
+        "classifier_steps": 300,
+        "classifier_seconds": 20.0,
+        "steps": 20000,
+        "stylex_seconds": 1200.0,
+        "baseline_seconds": 1100.0,
+        "attfind_command_seconds": 600.0,
+        "attfind": attfind,
+    }
+    text = bench.table(results)
+    assert "| mean pixel change |x_edit − x_recon| ([-1, 1] scale) | 0.200 | 0.400 |" in text
+    assert "| mean |ΔD| on the model's own discriminator | 0.300 | 0.400 |" in text
+    assert "| std of D over real images (the unit of |ΔD|) | 0.250 | 0.200 |" in text
+    assert "| coordinates refused by the discriminator filter (all classes) | 3 | 1 |" in text
+    assert "discriminator filter on (|ΔD| ≤ 0.2 on 10 images per direction)" in text

@@ -14,7 +14,9 @@
    for it; ``positive_only`` counts negative effects as 0, as the authors' code does) over the
    images *not yet explained* (whose running sum of the chosen attributes' effects is
    still below ``explained_threshold``); a coordinate is chosen at most once; the search stops
-   early when no candidate has a positive mean effect.
+   early when no candidate has a positive mean effect. An optional veto (the authors'
+   discriminator filter, :mod:`scouter.stylex.realism`) refuses candidates whose edits change
+   the discriminator's verdict; the next best is taken instead.
 
 The model is seen through :class:`StyleModel`, four callables, so any generator (the planted one
 of the tests included) can be searched.
@@ -43,12 +45,16 @@ class StyleModel:
         synthesize: ``(styles (B, |S|), extras, noise)`` → images ``(B, C, S, S)``.
         classify: images → logits ``(B, K)``.
         make_noise: ``(batch, torch.Generator)`` → noise (a tensor or list of tensors, leading B).
+        judge: optional ``(images, originals)`` → realness scores ``(B,)``: the discriminator,
+            conditioned as for the originals the images were encoded from
+            (:mod:`scouter.stylex.realism`).
     """
 
     encode: Callable[[torch.Tensor], tuple[torch.Tensor, Any]]
     synthesize: Callable[[torch.Tensor, Any, Any], torch.Tensor]
     classify: Callable[[torch.Tensor], torch.Tensor]
     make_noise: Callable[[int, torch.Generator], Any]
+    judge: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def style_model_from(module: Any) -> StyleModel:
@@ -58,11 +64,16 @@ def style_model_from(module: Any) -> StyleModel:
         out = module.encode(images)
         return out["styles"], out["rgb_styles"]
 
+    def judge(images: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
+        # c of the originals: the label the generator was conditioned on (None: baseline).
+        return module.discriminator(images, module.condition(originals))
+
     return StyleModel(
         encode=encode,
         synthesize=module.generator.synthesize,
         classify=module.classifier,
         make_noise=module.generator.make_noise,
+        judge=judge,
     )
 
 
@@ -211,12 +222,16 @@ def select_attributes(
     explained_threshold: float,
     keep: torch.Tensor | None = None,
     positive_only: bool = False,
+    accept: Callable[[int, int], bool] | None = None,
 ) -> list[Attribute]:
     """The greedy AttFind selection (module docstring, step 3) over images ``keep (N,)`` bool.
 
     ``positive_only``: negative effects count as 0, in the means and the running sums (the
     authors' code); False (default) averages the signed effects — sufficiency applies a class's
     attributes to every image, so an edit's harm on some images is part of its worth.
+    ``accept(coordinate, target)``: a veto on the best candidate (the discriminator filter of
+    :mod:`scouter.stylex.realism`); a refused coordinate is never offered again and does not
+    count towards ``k``.
     """
     if not 0 <= target < table.shape[-1]:
         raise StylexInputError(
@@ -230,7 +245,7 @@ def select_attributes(
         effects = effects.clamp(min=0)
     used = torch.zeros(effects.shape[1], dtype=torch.bool)
     chosen: list[Attribute] = []
-    for _ in range(int(k)):
+    while len(chosen) < int(k):
         active = keep & (running < explained_threshold)
         if not active.any():
             break
@@ -240,6 +255,9 @@ def select_attributes(
         coordinate, direction = divmod(best, 2)
         if not mean[coordinate, direction] > 0:
             break  # nothing left moves the target up on the unexplained images
+        used[coordinate] = True
+        if accept is not None and not accept(coordinate, int(target)):
+            continue
         chosen.append(
             Attribute(
                 coordinate,
@@ -249,7 +267,6 @@ def select_attributes(
                 int(target),
             )
         )
-        used[coordinate] = True
         running += effects[:, coordinate, direction]
     return chosen
 

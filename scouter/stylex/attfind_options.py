@@ -36,6 +36,9 @@ class AttFindOptions:
     max_unstable: float = 0.2
     explained_threshold: float | None = None
     clip_negative: bool = False
+    discriminator_filter: bool = True
+    discriminator_threshold: float = 0.2
+    discriminator_images: int = 10
     chunk: int = 1024
     seed: int = 0
     baseline: str | None = None
@@ -51,7 +54,14 @@ class AttFindOptions:
             raise StylexInputError(
                 f"--held-out-images must be >= 0 (0: none), got {self.held_out_images}"
             )
-        for name in ("num_images", "k", "chunk", "random_draws", "show_images"):
+        for name in (
+            "num_images",
+            "k",
+            "chunk",
+            "random_draws",
+            "show_images",
+            "discriminator_images",
+        ):
             if int(getattr(self, name)) < 1:
                 raise StylexInputError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
@@ -71,6 +81,12 @@ class AttFindOptions:
                 raise StylexInputError(
                     f"--{name.replace('_', '-')} must be > 0 ({self.effect} change), got {value}"
                 )
+        if not float(self.discriminator_threshold) > 0:
+            raise StylexInputError(
+                f"--discriminator-threshold must be > 0 (the largest allowed change of the "
+                f"discriminator's score), got {self.discriminator_threshold}; to turn the filter "
+                "off use --no-discriminator-filter"
+            )
         if not 0 <= float(self.max_unstable) <= 1:
             raise StylexInputError(
                 f"--max-unstable is a share of StyleSpace coordinates in [0, 1], got {self.max_unstable}"
@@ -165,6 +181,27 @@ def parse_args(argv: list[str] | None) -> AttFindOptions:
         action="store_true",
         help="count negative effects as 0 when ranking (the authors' code); default: signed "
         "means, so an attribute that pushes other images away from the target pays for it",
+    )
+    p.add_argument(
+        "--no-discriminator-filter",
+        dest="discriminator_filter",
+        action="store_false",
+        help="keep candidates whose edits change the discriminator's score (default: refuse "
+        "them, as the authors' AttFind does)",
+    )
+    p.add_argument(
+        "--discriminator-threshold",
+        type=float,
+        default=0.2,
+        help="refuse a coordinate when its edit changes D(x, c) by more than this on one of "
+        "the images it moves the target on (the authors' 0.2; metrics.json records D's "
+        "spread over real images as discriminator_scale)",
+    )
+    p.add_argument(
+        "--discriminator-images",
+        type=int,
+        default=10,
+        help="images checked per direction by the discriminator filter (the authors' 10)",
     )
     p.add_argument("--chunk", type=int, default=1024, help="edits per batch")
     p.add_argument("--seed", type=int, default=0, help="noise and random-baseline seed")

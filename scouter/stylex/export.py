@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from scouter.atomic_io import atomic_write_bytes, atomic_write_text
+from scouter.stylex import attfind as af
+from scouter.stylex import metrics as sm
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
@@ -188,3 +190,93 @@ def write_report(
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>"
     )
     return atomic_write_text(path, page)
+
+
+def export_attributes(
+    run: Any,
+    images_out: Path,
+    class_name: str,
+    target: int,
+    picks: list[Any],
+    options: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:
+    """Each attribute's pairs (reconstruction | edited) and flicker GIF, the class's top-4
+    figure and its attributes applied together, for the first ``options.show_images`` of
+    ``run``'s images not classified as ``target``; returns the report rows and files."""
+    eligible = run.eligible(target)
+    rows_idx = eligible.nonzero().flatten()[: options.show_images]
+    if len(rows_idx) == 0:
+        return [], []
+    styles, extras, noise = (
+        run.styles[rows_idx],
+        af.take(run.extras, rows_idx),
+        af.take(run.noise, rows_idx),
+    )
+    recon = sm.synthesize_all(run.model, styles, extras, noise)
+    p_recon = sm.classify_all(run.model, recon).softmax(1)[:, target].tolist()
+    rows, files, sheets = [], [], []
+    safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
+    for j, attribute in enumerate(picks):
+        edited = sm.synthesize_all(
+            run.model,
+            af.apply_attributes(styles, [attribute], run.ranges, run.shift),
+            extras,
+            noise,
+        )
+        p_edit = sm.classify_all(run.model, edited).softmax(1)[:, target].tolist()
+        layer, channel = run.module.generator.coordinate(attribute.coordinate)
+        name = f"{safe}_attr{j + 1}"
+        sheet = pair_sheet(recon, edited, p_recon, p_edit, class_name)
+        files.append(write_attribute_files(images_out, name, sheet, flicker_frames(recon, edited)))
+        sheets.append(sheet)
+        rows.append(
+            {
+                "name": name,
+                "coordinate": attribute.coordinate,
+                "layer": layer,
+                "channel": channel,
+                "towards": attribute.towards,
+                "mean_effect": attribute.mean_effect,
+                "effect_unit": options.effect,
+                "images": attribute.images,
+                "mean_p_change": float(
+                    sum(pe - po for po, pe in zip(p_recon, p_edit, strict=True)) / len(p_edit)
+                ),
+            }
+        )
+    if sheets:  # the top attributes side by side: one figure per class
+        top = side_by_side(
+            sheets[:4],
+            [
+                f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}"
+                for r in rows[:4]
+            ],
+        )
+        atomic_write_bytes(images_out / f"{safe}_top.png", png_bytes(top))
+        # What sufficiency@k measures: all the class's attributes applied together.
+        together = sm.synthesize_all(
+            run.model, af.apply_attributes(styles, picks, run.ranges, run.shift), extras, noise
+        )
+        p_together = sm.classify_all(run.model, together).softmax(1)[:, target].tolist()
+        name = f"{safe}_together"
+        sheet = pair_sheet(recon, together, p_recon, p_together, class_name)
+        files.append(
+            write_attribute_files(images_out, name, sheet, flicker_frames(recon, together))
+        )
+        rows.append(
+            {
+                "name": name,
+                "coordinate": f"all {len(picks)} together",
+                "layer": "",
+                "channel": "",
+                "towards": "",
+                "mean_effect": "",
+                "effect_unit": "",
+                "images": len(p_together),
+                "mean_p_change": float(
+                    sum(pe - po for po, pe in zip(p_recon, p_together, strict=True))
+                    / len(p_together)
+                ),
+            }
+        )
+    return rows, files

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from scouter.atomic_io import atomic_write_bytes, atomic_write_text
+from scouter.atomic_io import atomic_write_text
 from scouter.stylex import attfind as af
 from scouter.stylex import metrics as sm
+from scouter.stylex import realism
 from scouter.stylex.attfind_options import (
     AttFindOptions,
     finite_json,
@@ -47,7 +48,7 @@ class Explained:
     """
 
     def __init__(self, module: Any, images: torch.Tensor, options: AttFindOptions) -> None:
-        self.module = module
+        self.module, self.images = module, images
         self.shift = float(options.shift)
         self.model = af.style_model_from(module)
         self.styles, self.extras = af.encode_all(self.model, images)
@@ -76,6 +77,23 @@ class Explained:
         large, self.explained_threshold = unit_thresholds(options)
         size = self.styles.shape[1]
         self.keep = af.stable_images(self.effects, large, int(options.max_unstable * size))
+        self.filter = (
+            realism.DiscriminatorFilter(
+                self.model,
+                self.styles,
+                self.extras,
+                self.noise,
+                images,
+                self.ranges,
+                self.effects,
+                self.explained_threshold,  # the authors use the same 0.2 for both
+                options.discriminator_threshold,
+                options.discriminator_images,
+                self.shift,
+            )
+            if options.discriminator_filter
+            else None
+        )
 
     def select(
         self, target: int, options: AttFindOptions
@@ -88,8 +106,28 @@ class Explained:
             self.explained_threshold,
             self.keep & self.eligible(target).cpu(),
             positive_only=options.clip_negative,
+            accept=self.filter,
         )
         return picks, self.curve(picks, target, options.k)
+
+    def realism(self, picks: list[af.Attribute], target: int) -> dict[str, Any]:
+        """How far ``picks`` applied together move the searched images not classified as
+        ``target`` (:func:`~scouter.stylex.realism.edit_realism`), and the coordinates the
+        discriminator filter refused for ``target``."""
+        rows = self.eligible(target).nonzero().flatten()
+        out: dict[str, Any] = realism.edit_realism(
+            self.model,
+            self.styles[rows],
+            af.take(self.extras, rows),
+            af.take(self.noise, rows),
+            self.images[rows],
+            picks,
+            self.ranges,
+            self.shift,
+        )
+        if self.filter is not None:
+            out["discriminator_rejected"] = list(self.filter.rejected.get(int(target), []))
+        return out
 
     def eligible(self, target: int) -> torch.Tensor:
         """``(N,)`` bool: searched images whose reconstruction is not classified as ``target``."""
@@ -134,101 +172,6 @@ class Explained:
         """Styles, extras and noise of images AttFind did not search (noise of seed ``seed``)."""
         styles, extras = af.encode_all(self.model, images)
         return styles, extras, af.image_noise(self.model, len(images), seed, images.device)
-
-
-def _export_attributes(
-    run: Explained,
-    images_out: Path,
-    class_name: str,
-    target: int,
-    picks: list[af.Attribute],
-    options: AttFindOptions,
-) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:
-    from scouter.stylex import export
-
-    eligible = run.eligible(target)
-    rows_idx = eligible.nonzero().flatten()[: options.show_images]
-    if len(rows_idx) == 0:
-        return [], []
-    styles, extras, noise = (
-        run.styles[rows_idx],
-        af.take(run.extras, rows_idx),
-        af.take(run.noise, rows_idx),
-    )
-    recon = sm.synthesize_all(run.model, styles, extras, noise)
-    p_recon = sm.classify_all(run.model, recon).softmax(1)[:, target].tolist()
-    rows, files, sheets = [], [], []
-    safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
-    for j, attribute in enumerate(picks):
-        edited = sm.synthesize_all(
-            run.model,
-            af.apply_attributes(styles, [attribute], run.ranges, run.shift),
-            extras,
-            noise,
-        )
-        p_edit = sm.classify_all(run.model, edited).softmax(1)[:, target].tolist()
-        layer, channel = run.module.generator.coordinate(attribute.coordinate)
-        name = f"{safe}_attr{j + 1}"
-        sheet = export.pair_sheet(recon, edited, p_recon, p_edit, class_name)
-        files.append(
-            export.write_attribute_files(
-                images_out, name, sheet, export.flicker_frames(recon, edited)
-            )
-        )
-        sheets.append(sheet)
-        rows.append(
-            {
-                "name": name,
-                "coordinate": attribute.coordinate,
-                "layer": layer,
-                "channel": channel,
-                "towards": attribute.towards,
-                "mean_effect": attribute.mean_effect,
-                "effect_unit": options.effect,
-                "images": attribute.images,
-                "mean_p_change": float(
-                    sum(pe - po for po, pe in zip(p_recon, p_edit, strict=True)) / len(p_edit)
-                ),
-            }
-        )
-    if sheets:  # the top attributes side by side: one figure per class
-        top = export.side_by_side(
-            sheets[:4],
-            [
-                f"{r['name'].split('_attr')[-1]}: s{r['coordinate']} {r['towards']}"
-                for r in rows[:4]
-            ],
-        )
-        atomic_write_bytes(images_out / f"{safe}_top.png", export.png_bytes(top))
-        # What sufficiency@k measures: all the class's attributes applied together.
-        together = sm.synthesize_all(
-            run.model, af.apply_attributes(styles, picks, run.ranges, run.shift), extras, noise
-        )
-        p_together = sm.classify_all(run.model, together).softmax(1)[:, target].tolist()
-        name = f"{safe}_together"
-        sheet = export.pair_sheet(recon, together, p_recon, p_together, class_name)
-        files.append(
-            export.write_attribute_files(
-                images_out, name, sheet, export.flicker_frames(recon, together)
-            )
-        )
-        rows.append(
-            {
-                "name": name,
-                "coordinate": f"all {len(picks)} together",
-                "layer": "",
-                "channel": "",
-                "towards": "",
-                "mean_effect": "",
-                "effect_unit": "",
-                "images": len(p_together),
-                "mean_p_change": float(
-                    sum(pe - po for po, pe in zip(p_recon, p_together, strict=True))
-                    / len(p_together)
-                ),
-            }
-        )
-    return rows, files
 
 
 def check_same_setting(module: Any, baseline: Any, path: str) -> None:
@@ -320,6 +263,10 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         "threshold": unit_thresholds(options)[0],
         "explained_threshold": run_main.explained_threshold,
         "clip_negative": bool(options.clip_negative),
+        "discriminator_filter": bool(options.discriminator_filter),
+        "discriminator_threshold": float(options.discriminator_threshold),
+        "discriminator_images": int(options.discriminator_images),
+        "discriminator_scale": realism.discriminator_scale(run_main.model, images),
         "attfind_seconds": run_main.seconds,
         **recon,
         "classes": names,
@@ -327,6 +274,9 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     }
     if baseline is not None:
         results["baseline_stable_images"] = int(baseline.keep.sum())
+        results["baseline_discriminator_scale"] = realism.discriminator_scale(
+            baseline.model, images
+        )
     sections, picks_by_target = [], {}
     for target in targets:
         picks, curve = run_main.select(target, options)
@@ -336,9 +286,12 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             "attributes": [p.to_dict() for p in picks],
             "sufficiency": curve,
             "random": random_curve,
+            "realism": run_main.realism(picks, target),
         }
         if baseline is not None:
             base_picks, entry["baseline"] = baseline.select(target, options)
+            entry["baseline_attributes"] = [p.to_dict() for p in base_picks]
+            entry["baseline_realism"] = baseline.realism(base_picks, target)
         if held_main is not None:
             entry["held_out_sufficiency"] = run_main.curve(picks, target, options.k, held_main)
             entry["held_out_random"] = run_main.random_curve(target, options, held_main)
@@ -352,7 +305,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             str(int(n)): [a.to_dict() for a in af.image_top_k(run_main.effects, int(n), target, 3)]
             for n in shown.nonzero().flatten()[: options.show_images]
         }
-        rows, files = _export_attributes(run_main, out, names[target], target, picks, options)
+        rows, files = export.export_attributes(run_main, out, names[target], target, picks, options)
         sections.append(export.attribute_section(f"class {target}: {names[target]}", rows, files))
         results["targets"][names[target]] = entry
     if len(names) == 2 and len(picks_by_target) == 2:
@@ -379,7 +332,14 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
         f"|S| = {results['style_space_size']}; attributes ranked by {options.effect} change; "
         f"an edit moves a coordinate {run_main.shift:g}x its distance to its min or max; "
-        "pairs: reconstruction | edited, p = p(class)."
+        "pairs: reconstruction | edited, p = p(class). "
+        + (
+            f"Discriminator filter: a coordinate whose edit changes D by more than "
+            f"{options.discriminator_threshold:g} on one of {options.discriminator_images} images "
+            "it moves is refused (per class: realism.discriminator_rejected)."
+            if options.discriminator_filter
+            else "Discriminator filter off."
+        )
     )
     export.write_report(out / "report.html", "StylEx attributes", results, sections, notes)
     return results

@@ -10,7 +10,8 @@ from PIL import Image
 
 from scouter.stylex import attfind as af
 from scouter.stylex import export
-from scouter.stylex.run_attfind import AttFindOptions, Explained, _export_attributes
+from scouter.stylex.export import export_attributes
+from scouter.stylex.run_attfind import AttFindOptions, Explained
 from tests.stylex.conftest import tiny_stylex
 
 
@@ -32,7 +33,7 @@ def test_export_writes_every_attribute_a_top_figure_of_the_first_four_and_all_to
     options = AttFindOptions("unused", str(tmp_path), show_images=2)
     recon = module.generator.synthesize(run.styles, run.extras, run.noise)
     target = (int(module.classifier(recon).argmax(1)[0]) + 1) % 3  # image 0 is not the target
-    rows, files = _export_attributes(run, tmp_path, "T-shirt/top", target, picks, options)
+    rows, files = export_attributes(run, tmp_path, "T-shirt/top", target, picks, options)
     assert len(rows) == len(files) == 7  # six attributes, then all six together
     assert rows[1]["towards"] == "max" and rows[1]["layer"] == 0 and rows[1]["channel"] == 1
     assert rows[6]["name"] == "T_shirt_top_together" and rows[6]["coordinate"] == "all 6 together"

@@ -155,12 +155,21 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
     assert (metrics["effect"], metrics["shift"]) == ("probability", 2.0)
     assert (metrics["threshold"], metrics["explained_threshold"]) == (0.3, 0.2)
     assert metrics["clip_negative"] is False
+    # The authors' discriminator filter is on, and D's spread over real images says its scale.
+    assert metrics["discriminator_filter"] is True
+    assert (metrics["discriminator_threshold"], metrics["discriminator_images"]) == (0.2, 10)
+    assert metrics["discriminator_scale"] > 0 and metrics["baseline_discriminator_scale"] > 0
     assert 0 <= metrics["baseline_stable_images"] <= 6
     assert metrics["held_out_images"] == 4
     for entry in metrics["targets"].values():
         assert len(entry["sufficiency"]) == len(entry["random"]) == len(entry["baseline"]) == 3
         for key in ("held_out_sufficiency", "held_out_random", "held_out_baseline"):
             assert len(entry[key]) == 3
+        for key in ("realism", "baseline_realism"):
+            assert isinstance(entry[key]["discriminator_rejected"], list)
+            if entry["attributes"]:  # how far the attributes together move the images
+                assert entry[key]["pixel_l1"] > 0 and entry[key]["discriminator_change"] >= 0
+        assert len(entry["baseline_attributes"]) <= 3
         for found in entry["per_image_top_3"].values():
             assert len({a["coordinate"] for a in found}) == len(found) == 3
     # Every image is predicted as one of the two classes, so one class has images to explain.
@@ -219,6 +228,8 @@ def test_every_shipped_stylex_config_parses(config, capsys):
         ({"targets": [7]}, r"--targets \[7\] are not outputs"),
         ({"held_out_images": -1}, "--held-out-images must be >= 0"),
         ({"held_out_images": 50}, "--held-out-images 50: only 14 test images"),
+        ({"discriminator_threshold": 0.0}, "--discriminator-threshold must be > 0"),
+        ({"discriminator_images": 0}, "--discriminator-images must be >= 1"),
     ],
 )
 def test_bad_attfind_settings_fail_with_the_fix(cli_run, tmp_path, change, message):
@@ -293,3 +304,5 @@ def test_thresholds_default_to_the_unit_of_the_effects():
     assert (
         not parse_args(base).clip_negative and parse_args([*base, "--clip-negative"]).clip_negative
     )
+    assert parse_args(base).discriminator_filter
+    assert not parse_args([*base, "--no-discriminator-filter"]).discriminator_filter
