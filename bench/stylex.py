@@ -111,12 +111,13 @@ def table(results: dict) -> str:
     """The markdown of the results (also written to results.md)."""
     metrics = results["attfind"]
     shared = " (both at once, sharing the CPU)" if results.get("fits_side_by_side") else ""
+    trained = f", `{results['classifier_config']}`" if results.get("classifier_config") else ""
     lines = [
         f"Machine: {results['machine']}. Command: `{results['command']}`.",
         "",
         "| quantity | value |",
         "|---|---|",
-        f"| classifier training ({results['classifier_steps']} steps) | {results['classifier_seconds']:.0f} s |",
+        f"| classifier training ({results['classifier_steps']} steps{trained}) | {results['classifier_seconds']:.0f} s |",
         f"| StylEx training ({results['steps']} optimiser steps = {results['steps'] // 2} batches){shared} | {results['stylex_seconds'] / 60:.1f} min |",
         f"| baseline training (same steps, unconditioned){shared} | {results['baseline_seconds'] / 60:.1f} min |",
         f"| AttFind effect table ({metrics['images']} images, 2·{metrics['style_space_size']} edits each) | {metrics['attfind_seconds'] / 60:.1f} min |",
@@ -202,6 +203,12 @@ def main() -> None:
     parser.add_argument("--classifier", type=Path, help="skip training one; use this checkpoint")
     parser.add_argument("--classifier-steps", type=int, default=300)
     parser.add_argument(
+        "--classifier-config",
+        default="configs/fashion_mnist/fc.yaml",
+        help="train.py config of the classifier trained when --classifier is not given "
+        "(e.g. configs/fashion_mnist/scouter_pos.yaml)",
+    )
+    parser.add_argument(
         "--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)"
     )
     parser.add_argument(
@@ -235,6 +242,7 @@ def main() -> None:
         "seed": args.seed,
         "config": args.config,
         "classifier_steps": args.classifier_steps,
+        "classifier_config": args.classifier_config if args.classifier is None else None,
         "classifier_seconds": 0.0,
     }
     if args.classifier is None:
@@ -249,7 +257,7 @@ def main() -> None:
                     str(REPO / "train.py"),
                     "fit",
                     "--config",
-                    str(REPO / "configs/fashion_mnist/fc.yaml"),
+                    str(REPO / args.classifier_config),
                     "--data.image_size",
                     "32",
                     "--trainer.max_steps",

@@ -46,6 +46,7 @@ def test_table_shows_held_out_rows_and_the_attfind_settings():
         "machine": "m",
         "command": "c",
         "classifier_steps": 300,
+        "classifier_config": "configs/fashion_mnist/scouter_pos.yaml",
         "classifier_seconds": 20.0,
         "steps": 20000,
         "stylex_seconds": 1200.0,
@@ -57,6 +58,9 @@ def test_table_shows_held_out_rows_and_the_attfind_settings():
     text = bench.table(results)
     assert "| StylEx, 1000 held-out images | 0.10 | 0.20 |" in text
     assert "| baseline, 1000 held-out images |" in text
+    assert (
+        "classifier training (300 steps, `configs/fashion_mnist/scouter_pos.yaml`) | 20 s |" in text
+    )
     assert "(both at once, sharing the CPU) | 20.0 min |" in text
     assert "effects in probability change (signed means), shift 2, thresholds 0.3" in text
     assert "stable images: StylEx 190, baseline 180" in text
