@@ -3,12 +3,14 @@ sufficiency@k of StylEx vs random StyleSpace coordinates vs the unconditioned St
 
 Every stage runs the shipped commands as subprocesses (so the numbers are those a user gets):
 
-1. the classifier: ``train.py fit --config configs/fashion_mnist/fc.yaml --data.image_size 32
-   --trainer.max_steps <clf-steps>`` (skipped with ``--classifier``);
+1. the classifier: ``train.py fit --config <classifier-config> --data.image_size 32
+   --trainer.max_steps <clf-steps>`` (default config ``configs/fashion_mnist/fc.yaml``; skipped
+   with ``--classifier``), and its test accuracy with ``evaluate.py --metrics accuracy``;
 2. StylEx: ``stylex.py fit --config configs/stylex/<config>.yaml --trainer.max_steps <steps>``;
 3. the baseline: the same with ``--model.conditional false --model.kl_weight 0``;
 4. ``stylex.py attfind --num-images <n> --held-out-images <m> --baseline <baseline ckpt>``
-   (``--effect`` / ``--shift`` passed on when given; otherwise the command's defaults).
+   (``--effect`` / ``--shift`` / ``--no-discriminator-filter`` passed on when given; otherwise
+   the command's defaults).
 
 ``--jobs 2`` trains StylEx and the baseline side by side (one process each; their times are
 then wall clock under that sharing).
@@ -118,6 +120,13 @@ def table(results: dict) -> str:
         "| quantity | value |",
         "|---|---|",
         f"| classifier training ({results['classifier_steps']} steps{trained}) | {results['classifier_seconds']:.0f} s |",
+        *(
+            [
+                f"| explained classifier's test accuracy (all its classes, {results['classifier_test_images']} images) | {results['classifier_accuracy']:.3f} |"
+            ]
+            if "classifier_accuracy" in results
+            else []
+        ),
         f"| StylEx training ({results['steps']} optimiser steps = {results['steps'] // 2} batches){shared} | {results['stylex_seconds'] / 60:.1f} min |",
         f"| baseline training (same steps, unconditioned){shared} | {results['baseline_seconds'] / 60:.1f} min |",
         f"| AttFind effect table ({metrics['images']} images, 2·{metrics['style_space_size']} edits each) | {metrics['attfind_seconds'] / 60:.1f} min |",
@@ -206,7 +215,8 @@ def main() -> None:
         "--classifier-config",
         default="configs/fashion_mnist/fc.yaml",
         help="train.py config of the classifier trained when --classifier is not given "
-        "(e.g. configs/fashion_mnist/scouter_pos.yaml)",
+        "(e.g. configs/fashion_mnist/scouter_pos.yaml); its data section also builds the test "
+        "set the classifier's accuracy is measured on",
     )
     parser.add_argument(
         "--steps", type=int, default=6000, help="StylEx optimiser steps (2 per batch)"
@@ -271,6 +281,27 @@ def main() -> None:
         )
         args.classifier = next(folder.glob("checkpoints/**/last.ckpt"))
     results["classifier"] = str(args.classifier)
+    # The explained classifier's test accuracy (all its classes), through evaluate.py.
+    accuracy_out = args.work / "classifier_accuracy"
+    timed(
+        [
+            sys.executable,
+            "evaluate.py",
+            "--checkpoint",
+            str(args.classifier),
+            "--config",
+            str(REPO / args.classifier_config),
+            "--metrics",
+            "accuracy",
+            "--out",
+            str(accuracy_out),
+            "--no-progress",
+        ],
+        args.work / "classifier_accuracy.log",
+    )
+    evaluated = json.loads((accuracy_out / "results.json").read_text())
+    results["classifier_accuracy"] = evaluated["metrics"]["accuracy"]["value"]
+    results["classifier_test_images"] = evaluated["num_images"]
     unconditioned = ["--model.conditional", "false", "--model.kl_weight", "0"]
     commands = {
         "stylex": fit_command(args, args.work, "stylex", []),

@@ -47,6 +47,8 @@ def test_table_shows_held_out_rows_and_the_attfind_settings():
         "command": "c",
         "classifier_steps": 300,
         "classifier_config": "configs/fashion_mnist/scouter_pos.yaml",
+        "classifier_accuracy": 0.8427,
+        "classifier_test_images": 10000,
         "classifier_seconds": 20.0,
         "steps": 20000,
         "stylex_seconds": 1200.0,
