@@ -23,40 +23,55 @@ def test_fits_side_by_side_time_each_and_name_the_failing_one(tmp_path):
         bench.fit_side_by_side({"broken": [sys.executable, "-c", "raise SystemExit(3)"]}, tmp_path)
 
 
-def test_table_shows_held_out_rows_and_the_attfind_settings():
-    curve = [0.1 * k for k in range(1, 11)]
-    attfind = {
+def bench_results(attfind: dict, **extra) -> dict:
+    """What bench/stylex.py collects around one AttFind run's metrics."""
+    return {
+        "machine": "m",
+        "command": "c",
+        "classifier_steps": 300,
+        "classifier_seconds": 20.0,
+        "steps": 20000,
+        "stylex_seconds": 1200.0,
+        "baseline_seconds": 1100.0,
+        "attfind_command_seconds": 600.0,
+        "attfind": attfind,
+        **extra,
+    }
+
+
+def run_metrics(**extra) -> dict:
+    """The run-level entries of an AttFind metrics.json."""
+    return {
         "images": 200,
         "style_space_size": 336,
         "attfind_seconds": 120.0,
         "reconstruction_l1": 0.1,
         "agreement": 0.97,
         "kl": 0.01,
-        "stable_images": 190,
-        "baseline_stable_images": 180,
-        "effect": "probability",
-        "shift": 2.0,
-        "threshold": 0.3,
-        "explained_threshold": 0.2,
-        "held_out_images": 1000,
+        **extra,
+    }
+
+
+def test_table_shows_held_out_rows_and_the_attfind_settings():
+    curve = [0.1 * k for k in range(1, 11)]
+    attfind = run_metrics(
+        stable_images=190,
+        baseline_stable_images=180,
+        effect="probability",
+        shift=2.0,
+        threshold=0.3,
+        explained_threshold=0.2,
+        held_out_images=1000,
         **{f"mean_{k}": curve for k in ("sufficiency", "random", "baseline")},
         **{f"mean_held_out_{k}": curve for k in ("sufficiency", "random", "baseline")},
-    }
-    results = {
-        "machine": "m",
-        "command": "c",
-        "classifier_steps": 300,
-        "classifier_config": "configs/fashion_mnist/scouter_pos.yaml",
-        "classifier_accuracy": 0.8427,
-        "classifier_test_images": 10000,
-        "classifier_seconds": 20.0,
-        "steps": 20000,
-        "stylex_seconds": 1200.0,
-        "baseline_seconds": 1100.0,
-        "attfind_command_seconds": 600.0,
-        "fits_side_by_side": True,
-        "attfind": attfind,
-    }
+    )
+    results = bench_results(
+        attfind,
+        classifier_config="configs/fashion_mnist/scouter_pos.yaml",
+        classifier_accuracy=0.8427,
+        classifier_test_images=10000,
+        fits_side_by_side=True,
+    )
     text = bench.table(results)
     assert "| StylEx, 1000 held-out images | 0.10 | 0.20 |" in text
     assert "| baseline, 1000 held-out images |" in text
@@ -76,35 +91,19 @@ def test_table_shows_how_far_the_attributes_together_move_the_images():
             "discriminator_rejected": refused,
         }
 
-    attfind = {
-        "images": 200,
-        "style_space_size": 336,
-        "attfind_seconds": 120.0,
-        "reconstruction_l1": 0.1,
-        "agreement": 0.97,
-        "kl": 0.01,
-        "stable_images": 200,
-        "discriminator_filter": True,
-        "discriminator_threshold": 0.2,
-        "discriminator_images": 10,
-        "discriminator_scale": 0.25,
-        "baseline_discriminator_scale": 0.2,
-        "targets": {
+    attfind = run_metrics(
+        stable_images=200,
+        discriminator_filter=True,
+        discriminator_threshold=0.2,
+        discriminator_images=10,
+        discriminator_scale=0.25,
+        baseline_discriminator_scale=0.2,
+        targets={
             "a": {"realism": entry(0.1, 0.2, [5]), "baseline_realism": entry(0.3, 0.4, [])},
             "b": {"realism": entry(0.3, 0.4, [7, 9]), "baseline_realism": entry(0.5, None, [1])},
         },
-    }
-    results = {
-        "machine": "m",
-        "command": "c",
-        "classifier_steps": 300,
-        "classifier_seconds": 20.0,
-        "steps": 20000,
-        "stylex_seconds": 1200.0,
-        "baseline_seconds": 1100.0,
-        "attfind_command_seconds": 600.0,
-        "attfind": attfind,
-    }
+    )
+    results = bench_results(attfind)
     text = bench.table(results)
     assert "| mean pixel change |x_edit − x_recon| ([-1, 1] scale) | 0.200 | 0.400 |" in text
     assert "| mean |ΔD| on the model's own discriminator | 0.300 | 0.400 |" in text

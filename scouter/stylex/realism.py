@@ -7,9 +7,9 @@
   an edit that fools the classifier by leaving the data is not an attribute. ``c`` is the
   classifier's output for the *original* image, the label the generator was conditioned on,
   before and after the edit (as in the authors' code).
-* :func:`edit_realism` — how far a set of attributes applied together moves images: mean pixel
-  ``|x_edit − x_recon|`` (model-neutral) and mean ``|ΔD|`` (on this model's own discriminator,
-  whose scale :func:`discriminator_scale` gives).
+* :func:`edit_changes` — how far a set of attributes applied together moves each image: pixel
+  ``|x_edit − x_recon|`` (model-neutral) and ``|ΔD|`` (on this model's own discriminator, whose
+  scale :func:`discriminator_scale` gives); :func:`mean_changes` averages them.
 
 The discriminator is reached through ``StyleModel.judge``: ``(images, originals) → scores``.
 """
@@ -58,6 +58,8 @@ def edit_changes(
     """Per image, when ``attributes`` are applied together to ``styles (N, |S|)``:
     ``|D(x_edit) − D(x_recon)|`` (NaN where the model has no discriminator) and the mean pixel
     ``|x_edit − x_recon|``."""
+    if styles.shape[0] == 0:
+        return torch.zeros(0), torch.zeros(0)
     edited = apply_attributes(styles, attributes, ranges, shift)
     changes, pixels = [], []
     for start in range(0, styles.shape[0], batch):
@@ -144,21 +146,9 @@ def discriminator_scale(model: StyleModel, images: torch.Tensor) -> float:
     return float(scores.std()) if len(scores) > 1 else 0.0
 
 
-def edit_realism(
-    model: StyleModel,
-    styles: torch.Tensor,
-    extras: Any,
-    noise: Any,
-    originals: torch.Tensor,
-    attributes: Sequence[Attribute],
-    ranges: torch.Tensor,
-    shift: float = DEFAULT_SHIFT,
-) -> dict[str, float]:
-    """Mean ``pixel_l1`` and ``discriminator_change`` (:func:`edit_changes`) of ``attributes``
-    applied together; NaN without images or attributes."""
-    if styles.shape[0] == 0 or not attributes:
+def mean_changes(changes: torch.Tensor, pixels: torch.Tensor) -> dict[str, float]:
+    """``pixel_l1`` and ``discriminator_change``: means of :func:`edit_changes`' outputs (NaN
+    over no images)."""
+    if len(pixels) == 0:
         return {"pixel_l1": float("nan"), "discriminator_change": float("nan")}
-    change, pixels = edit_changes(
-        model, styles, extras, noise, originals, attributes, ranges, shift
-    )
-    return {"pixel_l1": float(pixels.mean()), "discriminator_change": float(change.mean())}
+    return {"pixel_l1": float(pixels.mean()), "discriminator_change": float(changes.mean())}

@@ -112,18 +112,20 @@ class Explained:
 
     def realism(self, picks: list[af.Attribute], target: int) -> dict[str, Any]:
         """How far ``picks`` applied together move the searched images not classified as
-        ``target`` (:func:`~scouter.stylex.realism.edit_realism`), and the coordinates the
+        ``target`` (:func:`~scouter.stylex.realism.edit_changes`, averaged), and the coordinates the
         discriminator filter refused for ``target``."""
         rows = self.eligible(target).nonzero().flatten()
-        out: dict[str, Any] = realism.edit_realism(
-            self.model,
-            self.styles[rows],
-            af.take(self.extras, rows),
-            af.take(self.noise, rows),
-            self.images[rows],
-            picks,
-            self.ranges,
-            self.shift,
+        out: dict[str, Any] = realism.mean_changes(
+            *realism.edit_changes(
+                self.model,
+                self.styles[rows],
+                af.take(self.extras, rows),
+                af.take(self.noise, rows),
+                self.images[rows],
+                picks,
+                self.ranges,
+                self.shift,
+            )
         )
         if self.filter is not None:
             out["discriminator_rejected"] = list(self.filter.rejected.get(int(target), []))

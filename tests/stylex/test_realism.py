@@ -74,12 +74,9 @@ def test_the_discriminator_filter_refuses_the_attribute_that_leaves_the_data():
     assert check.worst[(SQUARE, 1)] < 0.05
     # The same edits together, measured: the fake one changes D, both change the pixels.
     rows = torch.arange(2, 12)
-    real = realism.edit_realism(
-        model, styles[rows], [], noise[rows], originals[rows], found, ranges, 1.0
-    )
-    fake = realism.edit_realism(
-        model, styles[rows], [], noise[rows], originals[rows], plain, ranges, 1.0
-    )
+    view = (styles[rows], [], noise[rows], originals[rows])
+    real = realism.mean_changes(*realism.edit_changes(model, *view, found, ranges, 1.0))
+    fake = realism.mean_changes(*realism.edit_changes(model, *view, plain, ranges, 1.0))
     assert real["discriminator_change"] < 0.05 < 1.5 < fake["discriminator_change"]
     recon = model.synthesize(styles[rows], [], noise[rows])
     edited = model.synthesize(
@@ -134,10 +131,11 @@ def test_the_filter_refuses_bad_settings_and_a_model_without_a_discriminator():
     blind = af.StyleModel(model.encode, model.synthesize, model.classify, model.make_noise)
     with pytest.raises(StylexInputError, match="--no-discriminator-filter"):
         realism.DiscriminatorFilter(blind, *args)
-    # Without a discriminator the pixel change is still measured.
+    # Without a discriminator the pixel change is still measured; no images give NaN.
     picks = [af.Attribute(SQUARE, 1, 0.0, 0, 1)]
-    measured = realism.edit_realism(blind, styles, [], noise, originals, picks, ranges)
-    assert (
-        measured["pixel_l1"] > 0
-        and measured["discriminator_change"] != measured["discriminator_change"]
+    changes, pixels = realism.edit_changes(blind, styles, [], noise, originals, picks, ranges)
+    assert (pixels > 0).any() and changes.isnan().all()
+    empty = realism.mean_changes(
+        *realism.edit_changes(model, styles[:0], [], noise[:0], originals[:0], picks, ranges)
     )
+    assert all(v != v for v in empty.values())
