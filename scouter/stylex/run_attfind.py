@@ -2,8 +2,10 @@
 
 Writes into ``--out``: ``metrics.json`` (reconstruction, agreement, KL, sufficiency@1..k of
 StylEx, of random coordinates and, with ``--baseline``, of the unconditioned StyleSpace
-baseline; with ``--held-out-images``, the same three on test images the search never saw),
-``attributes.json``, ``<class>_attr<j>.png`` / ``.gif`` and ``report.html``.
+baseline; with ``--held-out-images``, the same three on test images the search never saw; per
+class, how far the attributes together move the images and the coordinates the discriminator
+filter refused), ``attributes.json``, ``<class>_attr<j>.png`` / ``.gif``,
+``<class>_top.png``, ``<class>_together.png`` / ``.gif`` and ``report.html``.
 """
 
 from __future__ import annotations
