@@ -185,23 +185,24 @@ def realism_rows(metrics: dict) -> list[str]:
     if not targets or "realism" not in targets[0]:
         return []
 
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
     def mean(key: str, field: str) -> str:
         values = [t[key][field] for t in targets if key in t and t[key][field] is not None]
-        return f"{sum(values) / len(values):.3f}" if values else "n/a"
+        return number(sum(values) / len(values) if values else None)
 
     def refused(key: str) -> str:
         counts = [len(t[key].get("discriminator_rejected", [])) for t in targets if key in t]
         return str(sum(counts)) if counts else "n/a"
 
-    scale = metrics.get("discriminator_scale")
-    base_scale = metrics.get("baseline_discriminator_scale")
     return [
         "",
         "| top-k applied together (searched images) | StylEx | baseline |",
         "|---|---|---|",
         f"| mean pixel change |x_edit − x_recon| ([-1, 1] scale) | {mean('realism', 'pixel_l1')} | {mean('baseline_realism', 'pixel_l1')} |",
         f"| mean |ΔD| on the model's own discriminator | {mean('realism', 'discriminator_change')} | {mean('baseline_realism', 'discriminator_change')} |",
-        f"| std of D over real images (the unit of |ΔD|) | {scale if scale is None else f'{scale:.3f}'} | {base_scale if base_scale is None else f'{base_scale:.3f}'} |",
+        f"| std of D over real images (the unit of |ΔD|) | {number(metrics.get('discriminator_scale'))} | {number(metrics.get('baseline_discriminator_scale'))} |",
         f"| coordinates refused by the discriminator filter (all classes) | {refused('realism')} | {refused('baseline_realism')} |",
     ]
 

@@ -213,7 +213,7 @@ def export_attributes(
         af.take(run.noise, rows_idx),
     )
     recon = sm.synthesize_all(run.model, styles, extras, noise)
-    p_recon = sm.classify_all(run.model, recon).softmax(1)[:, target].tolist()
+    p_recon = run.base_logits[rows_idx].softmax(1)[:, target].tolist()  # classified already
     rows, files, sheets = [], [], []
     safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
     for j, attribute in enumerate(picks):
