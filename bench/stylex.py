@@ -134,6 +134,7 @@ def table(results: dict) -> str:
         f"| reconstruction L1 ([-1, 1] scale) | {metrics['reconstruction_l1']:.3f} |",
         f"| classifier agreement on reconstructions | {metrics['agreement']:.3f} |",
         f"| mean KL(C(x) ‖ C(x')) | {metrics['kl']:.3f} |",
+        *baseline_reconstruction_rows(metrics),
     ]
     lines += [
         "",
@@ -176,6 +177,18 @@ def table(results: dict) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def baseline_reconstruction_rows(metrics: dict) -> list[str]:
+    """The unconditioned baseline's reconstruction figures (rows only where AttFind measured
+    them): how much of the classifier's decisions it reproduces without being told them."""
+    base = metrics.get("baseline_reconstruction")
+    if not base:
+        return []
+    return [
+        f"| baseline: reconstruction L1 / agreement / KL | {base['reconstruction_l1']:.3f} / "
+        f"{base['agreement']:.3f} / {base['kl']:.3f} |"
+    ]
 
 
 def realism_rows(metrics: dict) -> list[str]:

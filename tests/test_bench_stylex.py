@@ -110,3 +110,15 @@ def test_table_shows_how_far_the_attributes_together_move_the_images():
     assert "| std of D over real images (the unit of |ΔD|) | 0.250 | 0.200 |" in text
     assert "| coordinates refused by the discriminator filter (all classes) | 3 | 1 |" in text
     assert "discriminator filter on (|ΔD| ≤ 0.2 on 10 images per direction)" in text
+
+
+def test_table_shows_the_baseline_reconstruction_only_when_measured():
+    measured = run_metrics(
+        stable_images=200,
+        baseline_reconstruction={"reconstruction_l1": 0.117, "agreement": 0.936, "kl": 0.0335},
+    )
+    text = bench.table(bench_results(measured))
+    assert "| baseline: reconstruction L1 / agreement / KL | 0.117 / 0.936 / 0.034 |" in text
+    assert "baseline: reconstruction" not in bench.table(
+        bench_results(run_metrics(stable_images=200))
+    )

@@ -2,7 +2,7 @@
 
 Writes into ``--out``: ``metrics.json`` (reconstruction, agreement, KL, sufficiency@1..k of
 StylEx, of random coordinates and, with ``--baseline``, of the unconditioned StyleSpace
-baseline; with ``--held-out-images``, the same three on test images the search never saw; per
+baseline, whose reconstruction metrics are ``baseline_reconstruction``; with ``--held-out-images``, the same three on test images the search never saw; per
 class, how far the attributes together move the images and the coordinates the discriminator
 filter refused), ``attributes.json``, ``<class>_attr<j>.png`` / ``.gif``,
 ``<class>_top.png``, ``<class>_together.png`` / ``.gif`` and ``report.html``.
@@ -133,6 +133,12 @@ class Explained:
             out["discriminator_rejected"] = list(self.filter.rejected.get(int(target), []))
         return out
 
+    def reconstruction(self) -> dict[str, float]:
+        """Reconstruction L1, classifier agreement and KL on the searched images."""
+        return sm.reconstruction_metrics(
+            self.model, self.images, self.styles, self.extras, self.noise
+        )
+
     def eligible(self, target: int) -> torch.Tensor:
         """``(N,)`` bool: searched images whose reconstruction is not classified as ``target``."""
         return self.base_logits.argmax(1) != target
@@ -239,9 +245,6 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             f"--targets {bad} are not outputs of this StylEx's classifier (0..{len(names) - 1}: {names})"
         )
     run_main = Explained(module, images, options)
-    recon = sm.reconstruction_metrics(
-        run_main.model, images, run_main.styles, run_main.extras, run_main.noise
-    )
     baseline = None
     if options.baseline:
         base_module = load_stylex(options.baseline).to(device)
@@ -272,12 +275,14 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         "discriminator_images": int(options.discriminator_images),
         "discriminator_scale": realism.discriminator_scale(run_main.model, images),
         "attfind_seconds": run_main.seconds,
-        **recon,
+        **run_main.reconstruction(),
         "classes": names,
         "targets": {},
     }
     if baseline is not None:
         results["baseline_stable_images"] = int(baseline.keep.sum())
+        # Does the unconditioned generator already reproduce the classifier's decisions?
+        results["baseline_reconstruction"] = baseline.reconstruction()
         results["baseline_discriminator_scale"] = realism.discriminator_scale(
             baseline.model, images
         )

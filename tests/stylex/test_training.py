@@ -160,6 +160,10 @@ def test_command_line_trains_and_writes_attributes_metrics_and_report(cli_run):
     assert (metrics["discriminator_threshold"], metrics["discriminator_images"]) == (0.2, 10)
     assert metrics["discriminator_scale"] > 0 and metrics["baseline_discriminator_scale"] > 0
     assert 0 <= metrics["baseline_stable_images"] <= 6
+    # The baseline here is the same checkpoint, so its reconstruction figures are StylEx's.
+    assert metrics["baseline_reconstruction"] == pytest.approx(
+        {k: metrics[k] for k in ("reconstruction_l1", "agreement", "kl", "images")}
+    )
     assert metrics["held_out_images"] == 4
     for entry in metrics["targets"].values():
         assert len(entry["sufficiency"]) == len(entry["random"]) == len(entry["baseline"]) == 3
