@@ -74,9 +74,12 @@ class StylexModule(pl.LightningModule):
         image_size, image_channels: the generator's images (linked from ``data``).
         w_dim, channels, min_channels, mapping_layers: network sizes.
         conditional: False trains the paper's StyleSpace baseline: no ``c`` in the styles or the
-            discriminator and no KL term.
+            discriminator (and, unless ``kl_weight`` says otherwise, no KL term).
         lr: generator and discriminator learning rate; encoder_lr_ratio: the encoder's share.
         rec_weight, latent_weight, kl_weight, adv_weight: loss weights (paper: 1, 0.1, 1, 1).
+            ``kl_weight`` None means 1 when conditional and 0 for the baseline; ``conditional:
+            false`` with ``kl_weight: 1`` is the KL-only ablation (the classifier shapes the
+            reconstructions, but ``c`` never enters the styles).
         r1_gamma, r1_interval: lazy R1 regularisation of the discriminator.
     """
 
@@ -97,7 +100,7 @@ class StylexModule(pl.LightningModule):
         encoder_lr_ratio: float = 0.5,
         rec_weight: float = 1.0,
         latent_weight: float = 0.1,
-        kl_weight: float = 1.0,
+        kl_weight: float | None = None,
         adv_weight: float = 1.0,
         r1_gamma: float = 1.0,
         r1_interval: int = 4,
@@ -128,6 +131,13 @@ class StylexModule(pl.LightningModule):
         for name in ("lr", "encoder_lr_ratio", "r1_interval"):
             if not float(locals()[name]) > 0:
                 raise StylexInputError(f"model.{name} must be > 0, got {locals()[name]}")
+        if kl_weight is None:
+            kl_weight = 1.0 if conditional else 0.0
+        if not float(kl_weight) >= 0:
+            raise StylexInputError(
+                f"model.kl_weight must be >= 0 (0: no classifier term), got {kl_weight}"
+            )
+        self.hparams["kl_weight"] = float(kl_weight)  # resolved: what training used
         self.classifier = ExplainedClassifier(model, prep, classes)
         self.conditional = bool(conditional)
         c_dim = self.classifier.num_classes if self.conditional else 0
@@ -204,7 +214,7 @@ class StylexModule(pl.LightningModule):
             latent = (self.encoder(fake) - w.detach()).abs().mean()
             loss = loss + hp.rec_weight * rec + hp.latent_weight * latent
             logs.update({"train/rec_l1": rec.detach(), "train/latent_l1": latent.detach()})
-            if self.conditional and hp.kl_weight > 0:
+            if hp.kl_weight > 0:
                 kl = losses.classifier_kl(real_logits, self.classifier(fake))
                 loss = loss + hp.kl_weight * kl
                 logs["train/kl"] = kl.detach()

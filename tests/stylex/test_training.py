@@ -89,6 +89,28 @@ def test_unconditioned_baseline_trains_without_classifier_in_styles(idx_root):
     assert module.encode(torch.zeros(1, 1, 16, 16))["c"] is None
 
 
+def test_kl_weight_defaults_to_the_paper_and_the_kl_only_ablation_trains_with_the_classifier(
+    idx_root,
+):
+    assert tiny_stylex().hparams.kl_weight == 1.0  # the paper's weight
+    assert tiny_stylex(conditional=False).hparams.kl_weight == 0.0  # the paper's baseline
+    data = StylexDataModule(root=str(idx_root), image_size=16, batch_size=8)
+    logged = {}
+    for name, settings in {"baseline": {}, "kl_only": {"kl_weight": 1.0}}.items():
+        module = tiny_stylex(conditional=False, **settings)
+        fit = trainer(2)  # one batch: the encoder branch, where the KL term lives
+        fit.fit(module, datamodule=data)
+        logged[name] = dict(fit.callback_metrics)
+        assert module.generator.c_dim == 0  # c never enters the styles either way
+    assert "train/kl" not in logged["baseline"]
+    assert float(logged["kl_only"]["train/kl"]) >= 0
+
+
+def test_a_negative_kl_weight_fails_naming_the_setting():
+    with pytest.raises(StylexInputError, match="model.kl_weight must be >= 0"):
+        tiny_stylex(kl_weight=-1.0)
+
+
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, idx_root, classifier_ckpt):
     """``stylex.py fit`` for 6 optimiser steps on the tiny IDX files, then ``stylex.py attfind``."""
