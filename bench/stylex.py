@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import machine_description  # noqa: E402
+from scouter.stylex.attfind_options import EFFECTS  # noqa: E402
 
 
 def timed(command: list[str], log: Path, cwd: Path = REPO) -> float:
@@ -242,7 +243,7 @@ def main() -> None:
     parser.add_argument(
         "--held-out-images", type=int, default=1000, help="sufficiency also on these (0: none)"
     )
-    parser.add_argument("--effect", choices=("probability", "logit"), help="AttFind's unit")
+    parser.add_argument("--effect", choices=EFFECTS, help="AttFind's unit")
     parser.add_argument("--shift", type=float, help="AttFind's edit size (1: to the extreme)")
     parser.add_argument(
         "--no-discriminator-filter",

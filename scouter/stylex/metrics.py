@@ -87,6 +87,14 @@ def eligible_images(
     return logits.argmax(1) != target
 
 
+def eligible_subset(
+    model: StyleModel, styles: torch.Tensor, extras: Any, noise: Any, target: int
+) -> tuple[torch.Tensor, Any, Any]:
+    """Styles, extras and noise of the :func:`eligible_images` rows: what sufficiency counts."""
+    rows = eligible_images(model, styles, extras, noise, target).nonzero().flatten()
+    return styles[rows], take(extras, rows), take(noise, rows)
+
+
 def sufficiency_curve(
     model: StyleModel,
     styles: torch.Tensor,
@@ -99,9 +107,7 @@ def sufficiency_curve(
     shift: float = DEFAULT_SHIFT,
 ) -> list[float]:
     """``sufficiency@k`` for ``k = 1..max_k`` (the first ``min(k, len(attributes))`` applied)."""
-    keep = eligible_images(model, styles, extras, noise, target)
-    rows = keep.nonzero().flatten()
-    sub = (styles[rows], take(extras, rows), take(noise, rows))
+    sub = eligible_subset(model, styles, extras, noise, target)
     return [
         flip_share(model, *sub, ranges, attributes[:k], target, shift) for k in range(1, max_k + 1)
     ]
@@ -131,9 +137,7 @@ def random_sufficiency_curve(
     shift: float = DEFAULT_SHIFT,
 ) -> list[float]:
     """``sufficiency@k`` of ``k`` random coordinates, mean over ``draws`` draws per ``k``."""
-    keep = eligible_images(model, styles, extras, noise, target)
-    rows = keep.nonzero().flatten()
-    sub = (styles[rows], take(extras, rows), take(noise, rows))
+    sub = eligible_subset(model, styles, extras, noise, target)
     generator = torch.Generator().manual_seed(seed)
     curve = []
     for k in range(1, max_k + 1):
