@@ -212,8 +212,8 @@ def export_attributes(
         af.take(run.extras, rows_idx),
         af.take(run.noise, rows_idx),
     )
-    recon = sm.synthesize_all(run.model, styles, extras, noise)
-    p_recon = run.base_logits[rows_idx].softmax(1)[:, target].tolist()  # classified already
+    recon = run.reconstructions[rows_idx]  # synthesised and classified already
+    p_recon = run.base_logits[rows_idx].softmax(1)[:, target].tolist()
     rows, files, sheets = [], [], []
     safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
     for j, attribute in enumerate(picks):

@@ -44,7 +44,19 @@ def reconstruction_metrics(
 ) -> dict[str, float]:
     """``reconstruction_l1``, ``agreement`` and ``kl`` of the reconstructions of ``images``."""
     recon = synthesize_all(model, styles, extras, noise)
-    original, reconstructed = classify_all(model, images), classify_all(model, recon)
+    return reconstruction_figures(
+        images, recon, classify_all(model, images), classify_all(model, recon)
+    )
+
+
+def reconstruction_figures(
+    images: torch.Tensor,
+    recon: torch.Tensor,
+    original: torch.Tensor,
+    reconstructed: torch.Tensor,
+) -> dict[str, float]:
+    """:func:`reconstruction_metrics` of reconstructions ``recon`` already synthesised, from the
+    classifier's logits of the originals and of the reconstructions."""
     kl = F.kl_div(
         F.log_softmax(reconstructed, 1),
         F.log_softmax(original, 1),

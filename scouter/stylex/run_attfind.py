@@ -2,10 +2,11 @@
 
 Writes into ``--out``: ``metrics.json`` (reconstruction, agreement, KL, sufficiency@1..k of
 StylEx, of random coordinates and, with ``--baseline``, of the unconditioned StyleSpace
-baseline, whose reconstruction metrics are ``baseline_reconstruction``; with ``--held-out-images``, the same three on test images the search never saw; per
-class, how far the attributes together move the images and the coordinates the discriminator
-filter refused), ``attributes.json``, ``<class>_attr<j>.png`` / ``.gif``,
-``<class>_top.png``, ``<class>_together.png`` / ``.gif`` and ``report.html``.
+baseline, whose reconstruction metrics are ``baseline_reconstruction``; with
+``--held-out-images``, the same three on test images the search never saw; per class, how far
+the attributes together move the images and the coordinates the discriminator filter refused),
+``attributes.json``, ``<class>_attr<j>.png`` / ``.gif``, ``<class>_top.png``,
+``<class>_together.png`` / ``.gif`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ class Explained:
             self.shift,
         )
         self.seconds = time.perf_counter() - start
-        # Logits of the unedited reconstructions: the probability table and eligibility use them.
-        self.base_logits = sm.classify_all(
-            self.model, sm.synthesize_all(self.model, self.styles, self.extras, self.noise)
-        )
+        # The unedited reconstructions and their logits: the probability table, eligibility and
+        # the reconstruction figures use them.
+        self.reconstructions = sm.synthesize_all(self.model, self.styles, self.extras, self.noise)
+        self.base_logits = sm.classify_all(self.model, self.reconstructions)
         self.effects = (
             af.probability_effects(self.table, self.base_logits)
             if options.effect == "probability"
@@ -135,8 +136,11 @@ class Explained:
 
     def reconstruction(self) -> dict[str, float]:
         """Reconstruction L1, classifier agreement and KL on the searched images."""
-        return sm.reconstruction_metrics(
-            self.model, self.images, self.styles, self.extras, self.noise
+        return sm.reconstruction_figures(
+            self.images,
+            self.reconstructions,
+            sm.classify_all(self.model, self.images),
+            self.base_logits,
         )
 
     def eligible(self, target: int) -> torch.Tensor:
