@@ -198,7 +198,8 @@ def stable_images(table: torch.Tensor, threshold: float, max_unstable: int) -> t
 class Attribute:
     """One found attribute: StyleSpace ``coordinate`` moved ``towards`` its min or max.
 
-    ``mean_effect``: mean target-logit change over the ``images`` it was chosen on.
+    ``mean_effect``: mean change of the target (in the effect table's unit: probability or logit)
+    over the ``images`` it was chosen on.
     """
 
     coordinate: int

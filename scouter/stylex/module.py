@@ -11,7 +11,7 @@ Batches alternate between two branches (even steps: encoder, odd steps: noise):
 The discriminator takes one step per batch (non-saturating loss, lazy R1 every
 ``r1_interval`` steps). The classifier is frozen; gradients flow through it to ``x'``. The
 authors' 0.1·LPIPS reconstruction term is left out: its weights cannot be downloaded here, and a
-substitute would be another network to trust (docs: README "StylEx").
+substitute would be another network to trust (docs/stylex.md).
 """
 
 from __future__ import annotations
