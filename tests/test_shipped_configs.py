@@ -89,7 +89,11 @@ def _check_checkpoint(folder: Path, config: Path) -> None:
 def test_fashion_mnist_configs_train(model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = REPO / "configs" / "fashion_mnist" / f"{model}.yaml"
-    _check_checkpoint(_fit_two_steps(config, []), config)
+    folder = _fit_two_steps(config, [])
+    _check_checkpoint(folder, config)
+    # Grey images train a one-channel model (the README's demo model), not a 3-channel copy.
+    trained = scouter.load_model(folder / "last.ckpt")
+    assert trained.config.in_chans == 1 and trained.data_config.in_chans == 1
     if model == "scouter_pos":  # the demo's checkpoint: the README's Explain example runs on it
         (tmp_path / "configs").symlink_to(REPO / "configs")
         code = _readme_block("## Explain", "python")
@@ -98,7 +102,7 @@ def test_fashion_mnist_configs_train(model, tmp_path, monkeypatch):
         namespace: dict = {}
         exec(compile(code, "README.md (Explain)", "exec"), namespace)  # noqa: S102
         assert namespace["explanation"].maps.shape == (8, 1, 8, 8)
-        assert namespace["images"].shape[0] == 8 and namespace["images"].shape[-2:] == (64, 64)
+        assert namespace["images"].shape[:2] == (8, 1) and namespace["images"].shape[-2:] == (64, 64)
 
 
 def _readme_block(section: str, language: str) -> str:
