@@ -34,7 +34,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from scouter.atomic_io import atomic_write
-from scouter.data_config import DATA_CONFIG_KEY, DataConfig
+from scouter.data_config import CLASS_NAMES_KEY, DATA_CONFIG_KEY, DataConfig, check_class_names
+from scouter.hub import HF_HUB_PREFIX
 from scouter.models.classifier import Classifier, ModelConfig, build_classifier
 
 # The original SCOUTER conversion lives in scouter.original_checkpoints; importable here too.
@@ -82,6 +83,8 @@ LIGHTNING_CONFIG_KEY = "scouter_model_config"
 LIGHTNING_MODEL_PREFIX = "model."
 #: The key of the data config inside ``model.json`` (and the safetensors metadata's config).
 JSON_DATA_CONFIG_KEY = "data_config"
+#: The key of the class names inside ``model.json`` (and the safetensors metadata's config).
+JSON_CLASS_NAMES_KEY = "class_names"
 
 # --- strict state_dict loading with named errors ------------------------------------------------
 
@@ -124,8 +127,9 @@ def save_model(model: Classifier, path: str | os.PathLike) -> Path:
     """Export a classifier as ``<path>.safetensors`` plus its config as ``<path>.json``.
 
     The config is also embedded in the safetensors metadata, so the weight file alone suffices.
-    The model's ``data_config`` (its preprocessing), when it has one, is stored in both under
-    ``"data_config"``; :func:`load_model` restores it. Both files are written atomically.
+    The model's ``data_config`` (its preprocessing) and ``class_names``, when it has them, are
+    stored in both under ``"data_config"`` and ``"class_names"``; :func:`load_model` restores
+    them. Both files are written atomically.
 
     Returns:
         The path of the ``.safetensors`` file.
@@ -137,6 +141,8 @@ def save_model(model: Classifier, path: str | os.PathLike) -> Path:
     data_config = getattr(model, "data_config", None)
     if data_config is not None:
         document[JSON_DATA_CONFIG_KEY] = data_config.to_dict()
+    if getattr(model, "class_names", None) is not None:
+        document[JSON_CLASS_NAMES_KEY] = list(model.class_names)
     config_json = json.dumps(document, indent=2, sort_keys=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(
@@ -192,19 +198,24 @@ def _parse_data_config(stored: Any, source: str, fix: str) -> DataConfig | None:
         ) from None
 
 
+def _stored_entry(checkpoint: Mapping[str, Any], key: str) -> Any:
+    """An entry of a ``.ckpt`` stored at the top level or in the datamodule's state."""
+    if key in checkpoint:
+        return checkpoint[key]
+    for value in checkpoint.values():  # stored under the datamodule's class name by Lightning
+        if isinstance(value, Mapping) and key in value:
+            return value[key]
+    return None
+
+
 def _stored_data_config(checkpoint: Mapping[str, Any]) -> Any:
     """The data config dict of a ``.ckpt``: at the top level or in the datamodule's state."""
-    if DATA_CONFIG_KEY in checkpoint:
-        return checkpoint[DATA_CONFIG_KEY]
-    for value in checkpoint.values():  # stored under the datamodule's class name by Lightning
-        if isinstance(value, Mapping) and DATA_CONFIG_KEY in value:
-            return value[DATA_CONFIG_KEY]
-    return None
+    return _stored_entry(checkpoint, DATA_CONFIG_KEY)
 
 
 def _load_safetensors(
     path: Path, options: Mapping[str, Any]
-) -> tuple[ModelConfig, dict, DataConfig | None]:
+) -> tuple[ModelConfig, dict, DataConfig | None, tuple[Any, str]]:
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as err:
@@ -235,15 +246,17 @@ def _load_safetensors(
                 "metadata): pass the config as options, e.g. "
                 "load_model(path, backbone='resnet18', num_classes=10)"
             )
+    source = repr(str(sidecar)) if sidecar.is_file() else f"the metadata of {str(path)!r}"
     data_config = _parse_data_config(
         base.pop(JSON_DATA_CONFIG_KEY, None),
-        repr(str(sidecar)) if sidecar.is_file() else f"the metadata of {str(path)!r}",
+        source,
         f"fix its {JSON_DATA_CONFIG_KEY!r} entry, or remove it (the model then has none)",
     )
+    names = base.pop(JSON_CLASS_NAMES_KEY, None)
     if is_original_state_dict(state):
         config = _original_config(base, options)
-        return config, convert_original_state_dict(state, config), data_config
-    return _config_with_options(base, options), state, data_config
+        return config, convert_original_state_dict(state, config), data_config, (names, source)
+    return _config_with_options(base, options), state, data_config, (names, source)
 
 
 def _lightning_model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -257,7 +270,7 @@ def _lightning_model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Ten
 
 def _resolve_torch_checkpoint(
     path: Path, options: Mapping[str, Any]
-) -> tuple[ModelConfig, dict[str, torch.Tensor], DataConfig | None]:
+) -> tuple[ModelConfig, dict[str, torch.Tensor], DataConfig | None, tuple[Any, str]]:
     obj = safe_torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
@@ -269,7 +282,8 @@ def _resolve_torch_checkpoint(
             f"checkpoint {str(path)!r}",
             "pass the preprocessing as load_model(path, data_config=scouter.DataConfig(...))",
         )
-        return config, state, data_config
+        names = _stored_entry(obj, CLASS_NAMES_KEY)
+        return config, state, data_config, (names, f"checkpoint {str(path)!r}")
     if "model" in obj and isinstance(obj["model"], Mapping):  # original train.py file
         args = obj.get("args")
         base = config_from_original_args(args) if args is not None else {}
@@ -281,7 +295,7 @@ def _resolve_torch_checkpoint(
         if args is None and "negative_" in path.name:
             base["sign"] = -1  # the reference's file names mark SCOUTER− runs
         config = _original_config(base, options)
-        return config, convert_original_state_dict(obj["model"], config), None
+        return config, convert_original_state_dict(obj["model"], config), None, (None, "")
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raise CheckpointError(
             f"{str(path)!r} is a Lightning checkpoint without {LIGHTNING_CONFIG_KEY!r}: it was not "
@@ -295,8 +309,8 @@ def _resolve_torch_checkpoint(
             )
         if is_original_state_dict(obj):
             config = _original_config({}, options)
-            return config, convert_original_state_dict(obj, config), None
-        return _config_with_options({}, options), dict(obj), None
+            return config, convert_original_state_dict(obj, config), None, (None, "")
+        return _config_with_options({}, options), dict(obj), None, (None, "")
     raise CheckpointError(
         f"{str(path)!r}: unknown checkpoint layout (top-level keys: {sorted(map(str, obj))[:10]})"
     )
@@ -307,14 +321,18 @@ def load_model(path: str | os.PathLike, **options: Any) -> Classifier:
 
     Args:
         path: a ``.ckpt`` (ours), ``.safetensors`` (ours, or original weights converted to it),
-            an original SCOUTER ``train.py`` checkpoint, or a bare state_dict.
+            an original SCOUTER ``train.py`` checkpoint, a bare state_dict, a published model
+            folder (``config.json`` + ``model.safetensors``, :mod:`scouter.publish`) or
+            ``"hf-hub:<org>/<name>[@revision]"`` (that folder on the Hugging Face Hub, through
+            its cache; ``HF_HUB_OFFLINE=1`` reads the cache only).
         **options: :class:`ModelConfig` fields that override (or, for bare files, provide) the
             stored config, e.g. ``backbone="resnest26d", num_classes=100, sign=-1``; and
             ``data_config`` (a :class:`~scouter.data_config.DataConfig` or its dict), which
             overrides or provides the stored preprocessing.
 
     Returns:
-        The model in eval mode on CPU. ``model.data_config`` is the preprocessing stored with it
+        The model in eval mode on CPU, with ``model.class_names`` when stored (else ``None``).
+        ``model.data_config`` is the preprocessing stored with it
         (``.ckpt`` written by ``train.py``, ``.safetensors`` written by :func:`save_model`), or
         ``None`` for files that store none (original SCOUTER checkpoints, bare state_dicts,
         files written before scouter stored it): ``scouter.data.transform_for(model)`` then
@@ -324,19 +342,34 @@ def load_model(path: str | os.PathLike, **options: Any) -> Classifier:
         FileNotFoundError, IsADirectoryError (checkpoint files inside are listed),
         UnsafeCheckpointError, CheckpointMismatchError, CheckpointError.
     """
-    path = Path(path)
-    require_checkpoint_file(path)
+    from scouter.model_folder import is_model_folder, load_model_folder
+
     options = dict(options)
     given_data_config = options.pop(JSON_DATA_CONFIG_KEY, None)
     if given_data_config is not None and not isinstance(given_data_config, DataConfig):
         given_data_config = DataConfig.from_dict(given_data_config)
-    if path.suffix == ".safetensors":
-        config, state, data_config = _load_safetensors(path, options)
+    if str(path).startswith(HF_HUB_PREFIX):
+        from scouter.hub import download_hf_hub_folder
+
+        path = download_hf_hub_folder(str(path))
+    path = Path(path)
+    if is_model_folder(path):
+        model = load_model_folder(path, **options)
     else:
-        config, state, data_config = _resolve_torch_checkpoint(path, options)
-    model = build_classifier(config)
-    load_state_dict_checked(model, state, f"checkpoint {str(path)!r}")
-    model.data_config = given_data_config if given_data_config is not None else data_config
+        require_checkpoint_file(path)
+        if path.suffix == ".safetensors":
+            config, state, data_config, (names, source) = _load_safetensors(path, options)
+        else:
+            config, state, data_config, (names, source) = _resolve_torch_checkpoint(path, options)
+        model = build_classifier(config)
+        load_state_dict_checked(model, state, f"checkpoint {str(path)!r}")
+        model.data_config = data_config
+        try:
+            model.class_names = check_class_names(names, config.num_classes, source)
+        except ValueError as err:
+            raise CheckpointConfigError(str(err)) from None
+    if given_data_config is not None:
+        model.data_config = given_data_config
     return model.eval()
 
 

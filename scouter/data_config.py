@@ -36,6 +36,31 @@ DATA_CONFIG_KEY = "scouter_data_config"
 
 EVAL_RESIZE_MODES = ("resize", "resize_crop")
 
+#: Where the class names a model was trained on are stored: the ``.ckpt``'s datamodule state,
+#: ``model.json`` / the safetensors metadata (as ``class_names``) and a model folder's
+#: ``config.json`` (as ``label_names``, timm's key).
+CLASS_NAMES_KEY = "scouter_class_names"
+
+
+def check_class_names(names: Any, num_classes: int, source: str) -> list[str] | None:
+    """``names`` as a list of ``num_classes`` strings (``None`` stays ``None``).
+
+    Raises:
+        ValueError: not a list of strings, or another count than ``num_classes``; the message
+            names ``source``.
+    """
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise ValueError(f"class names in {source} must be a list of strings, got {names!r}")
+    names = [str(n) for n in names]
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{source} has {len(names)} class names for a model of {num_classes} classes; give "
+            f"one name per class, in label order"
+        )
+    return names
+
 
 class MissingDataConfigError(ValueError):
     """A model carries no data config, so its preprocessing cannot be rebuilt from it."""

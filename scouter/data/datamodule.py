@@ -29,7 +29,7 @@ from scouter.data.transforms import (
     check_image_size,
     resolve_normalization,
 )
-from scouter.data_config import DATA_CONFIG_KEY, DataConfig
+from scouter.data_config import CLASS_NAMES_KEY, DATA_CONFIG_KEY, DataConfig
 
 # Reader split used for each DataModule stage where it differs from the stage name. The
 # labelled ImageNet test set is its official validation set.
@@ -234,10 +234,15 @@ class ScouterDataModule(pl.LightningDataModule):
         self.eval_resize = config.eval_resize
 
     def state_dict(self) -> dict[str, Any]:
-        """What Lightning stores in a checkpoint: the data config the transforms were built from."""
+        """What Lightning stores in a checkpoint: the data config the transforms were built from,
+        and the class names (index = label)."""
         if self.train_set is None or self._used_data_config is None:
             return {}
-        return {DATA_CONFIG_KEY: self._used_data_config.to_dict()}
+        # The class names travel with the model (load_model restores them as model.class_names).
+        return {
+            DATA_CONFIG_KEY: self._used_data_config.to_dict(),
+            CLASS_NAMES_KEY: self.class_names,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Warn when a checkpoint's data config differs from these settings (they are used)."""

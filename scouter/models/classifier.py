@@ -117,6 +117,9 @@ class Classifier(nn.Module):
             size, channels, mean, std, eval resize), stored with every checkpoint; ``None`` when
             unknown (a random or bare-state_dict model). ``scouter.data.transform_for(model)``
             builds the matching transform.
+        class_names: ``K`` names, index = label, stored with every checkpoint written by
+            ``train.py``, :func:`scouter.save_model` and :func:`scouter.publish.save_pretrained`;
+            ``None`` when unknown.
     """
 
     def __init__(
@@ -125,12 +128,46 @@ class Classifier(nn.Module):
         head: nn.Module,
         config: ModelConfig,
         data_config: DataConfig | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.config = config
         self.data_config = data_config
+        self.class_names = class_names
+
+    # --- conveniences of the upper layers (imported lazily: models/ stays below data/ and
+    # explain/, which these two only call) -------------------------------------------------------
+
+    @property
+    def transform(self) -> Any:
+        """The eval preprocessing of this model: a PIL image, a uint8 array or an image file path
+        → the normalised input ``(C, H, W)`` (:func:`scouter.inference.image_transform`; built from
+        ``data_config``, which must be set)."""
+        from scouter.inference import image_transform
+
+        return image_transform(self)
+
+    def explain(self, images: Any, target: Any = None, method: str | None = None, **settings: Any):
+        """Predict and explain in one call (:func:`scouter.inference.explain`).
+
+        Args:
+            images: an image file path, a PIL image, a uint8 array, a list of those, or an
+                already preprocessed ``(B, C, H, W)`` tensor.
+            target: ``None`` (each image's predicted class), a class index or name, a ``(B,)``
+                tensor / list, or ``"all"``.
+            method: any registered explainer; default SCOUTER's own ``"slot"`` maps for xSlot
+                heads, ``"gradcam"`` for FC heads.
+            **settings: the explainer's settings.
+
+        Returns:
+            :class:`scouter.inference.ExplainedImages`: predictions, probabilities and maps at
+            input resolution.
+        """
+        from scouter.inference import explain
+
+        return explain(self, images, target=target, method=method, **settings)
 
     @property
     def num_classes(self) -> int:

@@ -35,6 +35,9 @@ class ZooEntry:
         lambda_area / power: the recipe's area loss (training only; not part of the model).
         weights: loader of offline pretrained weights for the whole classifier, or ``None`` (then
             ``pretrained=True`` means timm's pretrained backbone, which needs network access).
+        source: where the entry's *trained* model folder lives (shipped in the package, on the
+            Hugging Face Hub, or at URLs with SHA-256; :class:`scouter.hub.PretrainedSource`):
+            ``pretrained=True`` loads it, class names and preprocessing included.
     """
 
     name: str
@@ -46,6 +49,7 @@ class ZooEntry:
     lambda_area: float = 1.0
     power: int = 2
     weights: Callable[[Classifier], None] | None = field(default=None, compare=False)
+    source: Any = field(default=None, compare=False)
 
     def data_config(self, in_chans: int | None = None) -> DataConfig:
         """The recipe's preprocessing (squash resize, as the reference), for ``in_chans``."""
@@ -81,7 +85,8 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     return sorted(
         name
         for name, entry in _REGISTRY.items()
-        if fnmatch.fnmatch(name, pattern) and (entry.weights is not None or not pretrained)
+        if fnmatch.fnmatch(name, pattern)
+        and (entry.weights is not None or entry.source is not None or not pretrained)
     )
 
 
@@ -99,8 +104,10 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Class
 
     Args:
         name: a :func:`list_models` name.
-        pretrained: load the entry's offline weights if it has them; otherwise ask timm for the
-            backbone's pretrained weights (hub/URL, needs network access).
+        pretrained: for a trained zoo entry (``list_models(pretrained=True)``), its trained model
+            folder (shipped in the package, or from the Hub / a URL); for the others, the entry's
+            offline backbone weights if it has them, else timm's pretrained backbone weights
+            (which need network access).
         **overrides: any :class:`ModelConfig` field, e.g. ``num_classes=20, slots_per_class=3``.
 
     Returns:
@@ -117,6 +124,12 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Class
         raise TypeError(
             f"create_model({name!r}) got unknown options {unknown}; known: {sorted(known)}"
         )
+    if pretrained and entry.source is not None:
+        from scouter.checkpoints import load_model
+
+        model = load_model(entry.source.folder(), **overrides).train()
+        model.zoo_entry = entry.name
+        return model
     use_offline = pretrained and entry.weights is not None
     config = dataclasses.replace(
         entry.config,
@@ -267,3 +280,30 @@ _recipe(
         "scouter_neg": {"num_classes": 1000, "slots_per_class": 1, "to_k_layers": 1},
     },
 )
+
+
+# --- trained models (model folders shipped in scouter/pretrained, or on the Hub) ----------------
+
+
+def _register_shipped() -> None:
+    """One entry per model folder shipped in the package; its ``config.json`` is the recipe."""
+    from scouter.hub import SHIPPED_ROOT, PretrainedSource
+    from scouter.model_folder import read_folder_config
+
+    for config_file in sorted(SHIPPED_ROOT.glob("*/config.json")):
+        document = read_folder_config(config_file.parent)
+        data = DataConfig.from_dict(document["data_config"])
+        register_model(
+            ZooEntry(
+                name=config_file.parent.name,
+                config=ModelConfig.from_dict(document["model_config"]),
+                description=document.get("description") or f"trained {document['variant']}",
+                input_size=(data.in_chans, *data.input_size),
+                mean=data.mean,
+                std=data.std,
+                source=PretrainedSource(shipped=config_file.parent.name),
+            )
+        )
+
+
+_register_shipped()
