@@ -93,6 +93,22 @@ def build_parser():
         "(default, where it has one) or from the config's data section; a disagreement is "
         "warned about either way",
     )
+    grid = parser.add_argument_group("grid pointing game (--metrics gridpg)")
+    grid.add_argument("--gridpg-size", type=int, help="cells per side (default 2, or the file's)")
+    grid.add_argument(
+        "--gridpg-geometry", default="rescale", choices=("rescale", "tile"),
+        help="rescale: grid at the input size (cells shrunk); tile: grid at n× the input size",
+    )  # fmt: skip
+    grid.add_argument(
+        "--gridpg-threshold", type=float,
+        help="softmax probability of the true class an image needs (default 0.99, or the file's)",
+    )  # fmt: skip
+    grid.add_argument("--gridpg-count", type=int, help="number of grids (default 100)")
+    grid.add_argument(
+        "--gridpg-grids",
+        help="grids file: reused if it exists, else built and written (default "
+        "<out>/gridpg_grids.json)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -130,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             metric_batch_size=args.metric_batch_size,
             progress=not args.no_progress,
             preprocessing=args.preprocessing,
+            gridpg_size=args.gridpg_size,
+            gridpg_geometry=args.gridpg_geometry,
+            gridpg_threshold=args.gridpg_threshold,
+            gridpg_count=args.gridpg_count,
+            gridpg_grids=args.gridpg_grids,
         )
         with warnings.catch_warnings():  # printed below, once, in evaluate.py's own words
             warnings.simplefilter("ignore", DataConfigMismatchWarning)

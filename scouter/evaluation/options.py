@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 #: Metric names accepted by ``--metrics``; "accuracy" is about the classifier, the rest are
-#: computed for every explainer.
+#: computed for every explainer ("gridpg" on grids of images, the others on each image).
 METRICS = (
     "accuracy",
     "area",
@@ -23,6 +23,7 @@ METRICS = (
     "deletion",
     "infidelity",
     "sensitivity",
+    "gridpg",
 )
 DEFAULT_METRICS = ("accuracy", "area", "precision", "insertion", "deletion")
 EXPLAINED_CLASS_MODES = ("auto", "target", "predicted", "least_similar", "wordnet")
@@ -71,6 +72,14 @@ class EvaluationOptions:
         seed: seed of the infidelity / sensitivity perturbations.
         metric_batch_size: perturbed images per forward pass inside the metrics.
         progress: show a progress bar.
+        gridpg_size: cells per side of the GridPG grids (``None``: the grids file's, else 2).
+        gridpg_geometry: ``"rescale"`` (grid at the input size, default) or ``"tile"`` (grid
+            at ``n×`` the input size).
+        gridpg_threshold: the softmax probability of the true class an image needs to enter a
+            grid (``None``: the grids file's, else 0.99).
+        gridpg_count: number of grids (``None``: the grids file's, else 100).
+        gridpg_grids: the grids file: reused when it exists, else built and written there
+            (default ``<out or export>/gridpg_grids.json``).
         preprocessing: where the input preprocessing (size, channels, mean, std, eval resize)
             comes from: ``"checkpoint"`` (default: the data config stored with the model, when it
             has one) or ``"config"`` (the YAML's ``data:`` section). Either way a disagreement
@@ -95,6 +104,11 @@ class EvaluationOptions:
     metric_batch_size: int = 256
     progress: bool = True
     preprocessing: str = "checkpoint"
+    gridpg_size: int | None = None
+    gridpg_geometry: str = "rescale"
+    gridpg_threshold: float | None = None
+    gridpg_count: int | None = None
+    gridpg_grids: str | Path | None = None
 
 
 @dataclass
@@ -114,3 +128,4 @@ class PreparedEvaluation:
     least_similar: Tensor | None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    gridpg: Any = None  # scouter.evaluation.gridpg.GridPGPlan when "gridpg" is evaluated

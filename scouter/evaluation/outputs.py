@@ -62,6 +62,7 @@ def _export(
                 name: {
                     metric: row.get(f"{name}/{metric}")
                     for metric in results["explanations"][name]["metrics"]
+                    if metric != "gridpg"  # scored on grids, not on this image
                 }
                 for name in results["explanations"]
             },
@@ -78,6 +79,7 @@ def _export(
         rows=report_rows,
         explainers=results["explanations"],
         class_maps=_class_map_entries(shown, rows, images, logits, class_names),
+        gridpg=_gridpg_entry(results, rows, shown, class_names),
         sign=model_config.get("sign") if model_config.get("head") == "xslot" else None,
         settings={
             "checkpoint": results["checkpoint"]["path"],
@@ -158,3 +160,43 @@ def _class_map_entries(
             }
         )
     return entries
+
+
+def _gridpg_entry(
+    results: dict[str, Any],
+    rows: list[dict[str, Any]],
+    shown: dict[str, Any],
+    class_names: list[str],
+) -> dict[str, Any] | None:
+    """The report's GridPG section: settings, summaries, per-cell scores and the shown grids."""
+    from scouter.export import overlay_map
+
+    if "gridpg" not in results:
+        return None
+    summaries = {
+        name: doc["metrics"]["gridpg"]
+        for name, doc in results["explanations"].items()
+        if "gridpg" in doc.get("metrics", {})
+    }
+    cells = [row for row in rows if "grid" in row]
+    grids = []
+    for grid in shown.get("grids") or []:
+        image = grid["image"]
+        grids.append(
+            {
+                "grid": grid["grid"],
+                "image": image,
+                "classes": [class_names[c] for c in grid["labels"]],
+                "overlays": {
+                    name: [overlay_map(image, cell_map) for cell_map in maps]
+                    for name, maps in grid["maps"].items()
+                },
+                "scores": grid.get("scores", {}),
+            }
+        )
+    return {
+        "settings": results["gridpg"],
+        "summaries": summaries,
+        "values": {name: [row.get(f"{name}/gridpg") for row in cells] for name in summaries},
+        "grids": grids,
+    }

@@ -234,7 +234,8 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
             model cannot use; an unknown key in the config's ``model:`` section, a checkpoint
             with NaN/inf weights, ``precision`` asked for on a dataset without boxes or masks
             (by default it is left out there, with a note in ``notes``;
-            :mod:`scouter.evaluation.checks`).
+            :mod:`scouter.evaluation.checks`); bad GridPG settings or grids file
+            (:func:`~scouter.evaluation.gridpg.prepare_gridpg`).
 
     Preprocessing: when the checkpoint stores a data config (``.ckpt`` from ``train.py``,
     ``.safetensors`` from ``save_model``) and the config's ``data:`` section resolves to another
@@ -368,6 +369,12 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
     elif not isinstance(mode, str):
         if not 0 <= int(mode) < num_classes:
             raise EvaluationError(f"explained class {mode} is outside [0, {num_classes})")
+    gridpg = None
+    if "gridpg" in metrics:
+        from scouter.evaluation.gridpg import prepare_gridpg
+
+        input_size = datamodule.data_config.input_size
+        gridpg = prepare_gridpg(options, dataset, data_section, model, num_classes, input_size)
     return PreparedEvaluation(
         options=options,
         config=config,
@@ -382,6 +389,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         least_similar=least_similar,
         notes=[note] if note else [],
         warnings=[mismatch] if mismatch else [],
+        gridpg=gridpg,
     )
 
 

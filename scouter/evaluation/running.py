@@ -93,7 +93,10 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     want_accuracy = "accuracy" in prepared.metrics
     accuracy = ClassificationAccuracy(num_classes).to(device) if want_accuracy else None
     binary = BinaryClassificationReport().to(device) if want_accuracy and num_classes == 2 else None
-    explanation_metrics = [m for m in prepared.metrics if m != "accuracy"]
+    # GridPG is scored on grids after the image loop; the others on each image in it.
+    explanation_metrics = [m for m in prepared.metrics if m not in ("accuracy", "gridpg")]
+    plan = prepared.gridpg
+    eligible: list[Tensor] = []  # GridPG: the images this model classifies confidently
     per_explainer: dict[str, _ExplainerMetrics] = {}
     rows: list[dict[str, Any]] = []
     shown: dict[str, Any] = {
@@ -121,16 +124,26 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
             accuracy.update(logits, labels)
             if binary is not None:
                 binary.update(logits, labels)
+        if plan is not None and plan.grids is None:
+            from scouter.data.grids import confident_correct
+
+            eligible.append(confident_correct(logits, labels, plan.threshold))
         classes = _explained_classes(prepared, labels, logits)
         for name, explainer in prepared.explainers.items():
-            if name not in per_explainer:
-                per_explainer[name] = _ExplainerMetrics(
-                    explanation_metrics, explainer, model, forward_fn,
-                    tuple(images.shape[-2:]), options, device,
-                )  # fmt: skip
-            maps = per_explainer[name].update(batch, images, classes, batch_index)
-            if options.export is not None and len(shown["images"]) < options.num_images:
-                take = options.num_images - len(shown["images"])
+            want_shown = options.export is not None and len(shown["images"]) < options.num_images
+            take = options.num_images - len(shown["images"])
+            if explanation_metrics:
+                if name not in per_explainer:
+                    per_explainer[name] = _ExplainerMetrics(
+                        explanation_metrics, explainer, model, forward_fn,
+                        tuple(images.shape[-2:]), options, device,
+                    )  # fmt: skip
+                maps = per_explainer[name].update(batch, images, classes, batch_index)
+            elif want_shown:  # GridPG only: explain just the shown images
+                maps = explainer(model, images[:take], target=classes[:take]).maps
+            else:
+                continue
+            if want_shown:
                 shown["maps"][name].append(prepare_maps(maps[:take], tuple(images.shape[-2:])))
         if options.export is not None and len(shown["images"]) < options.num_images:
             take = options.num_images - len(shown["images"])
@@ -179,6 +192,28 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         for metric, values in per_image.items():
             for row, value in zip(rows, values.tolist(), strict=True):
                 row[f"{name}/{metric}"] = value
+    gridpg_doc = None
+    if plan is not None:
+        from scouter.evaluation.gridpg import run_gridpg
+
+        gridpg_doc, summaries, grid_rows, shown["grids"] = run_gridpg(
+            plan, model=model, dataset=dataset, explainers=prepared.explainers,
+            forward_fn=forward_fn,
+            eligible=torch.cat(eligible) if eligible else torch.zeros(0, dtype=torch.bool),
+            ids=[row["id"] for row in rows], device=device, checkpoint=options.checkpoint,
+            batch_size=datamodule.batch_size,
+            unnormalise=lambda grid: _unnormalise(grid, dataset),
+            want_shown=options.export is not None,
+        )  # fmt: skip
+        for name, summary in summaries.items():
+            doc = explanations_doc.setdefault(
+                name, {"settings": prepared.explainers[name].settings, "metrics": {}}
+            )
+            doc["metrics"]["gridpg"] = summary
+        rows_out = rows + grid_rows  # one row per grid cell after the images' rows
+    else:
+        rows_out = rows
+    elapsed = time.perf_counter() - started
 
     checkpoint = Path(options.checkpoint)
     data_section = _section(prepared.config, "data")
@@ -206,6 +241,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         "warnings": list(prepared.warnings),
         "metrics": metrics_doc,
         "explanations": explanations_doc,
+        **({"gridpg": gridpg_doc} if gridpg_doc is not None else {}),
         "evaluation": {
             "limit": options.limit,
             "seed": options.seed,
@@ -215,9 +251,9 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         },
     }
     if options.out is not None:
-        write_results(options.out, results, rows)  # both files or neither (results_io)
+        write_results(options.out, results, rows_out)  # both files or neither (results_io)
     if options.export is not None:
-        _export(prepared, results, rows, shown, class_names)
+        _export(prepared, results, rows_out, shown, class_names)
     return results
 
 

@@ -11,6 +11,8 @@ What it shows (docs/metrics.md#html-report):
 * one card per image: input, true / predicted class (with its probability) and explained class,
   every explainer's overlay side by side on one colour scale with its colour bar, and that image's
   metric values in a small table;
+* with ``--metrics gridpg``: the grid pointing game's settings, table and box plot, and a few
+  grids with every explainer's map of every cell's class;
 * for SCOUTER models, every class's map for a few images (the paper's positive / negative
   explanation figure), labelled with the class name, score and probability.
 
@@ -381,6 +383,7 @@ def write_html_report(
     settings: Mapping[str, Any] | None = None,
     explainers: Mapping[str, Mapping[str, Any]] | None = None,
     class_maps: Sequence[Mapping[str, Any]] | None = None,
+    gridpg: Mapping[str, Any] | None = None,
     sign: int | None = None,
     cmap: str = "jet",
     overlay_normalisation: str = OVERLAY_NORMALISATION,
@@ -408,6 +411,8 @@ def write_html_report(
             ``"true"``, ``"predicted"``, ``"image"``, optional ``"note"``, and ``"classes"``: a
             list of ``{"name", "score", "probability", "overlay", "true", "predicted",
             "explained"}`` (the last three booleans).
+        gridpg: the grid pointing game section (settings, summaries, per-cell values, a few
+            grids with overlays; :func:`~scouter.export.report_gridpg.gridpg_section`).
         sign: the SCOUTER model's sign (+1 / −1), which explains the every-class maps.
         cmap: the overlays' colour map (its colour bar is drawn).
         overlay_normalisation, class_map_normalisation: how the maps were brought to ``[0, 1]``,
@@ -436,6 +441,10 @@ def write_html_report(
         parts.append(_explainer_table(explainers))
         parts.append(_curves(explainers))
         parts.append("<h3>Settings</h3>" + _explainer_settings(explainers))
+    if gridpg:
+        from scouter.export.report_gridpg import gridpg_section
+
+        parts.append(gridpg_section(gridpg))
     if rows:
         parts.append(f"<h2>Images ({len(rows)})</h2>")
         parts.append(_legend("Overlays: " + overlay_normalisation + ".", cmap))

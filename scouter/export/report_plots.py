@@ -1,5 +1,5 @@
-"""The two pictures of the HTML report that are not overlays: the colour bar of the overlays'
-scale and the insertion / deletion curves of every explainer.
+"""The pictures of the HTML report that are not overlays: the colour bar of the overlays' scale,
+the insertion / deletion curves of every explainer and the GridPG box plot.
 
 matplotlib is imported lazily (docs/architecture.md#rules-of-the-house); figures are drawn on an
 Agg canvas through :class:`matplotlib.figure.Figure` (no pyplot, no global state).
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["colour_bar", "curves_png"]
+__all__ = ["boxplot_png", "colour_bar", "curves_png"]
 
 
 def colour_bar(cmap: str = "jet", width: int = 256, height: int = 14) -> np.ndarray:
@@ -88,6 +88,59 @@ def curves_png(
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def boxplot_png(
+    values: Mapping[str, Sequence[float]],
+    chance: Mapping[str, float] | None = None,
+    *,
+    title: str = "",
+    ylabel: str = "score",
+    dpi: int = 100,
+) -> bytes | None:
+    """One box per explainer (median, quartiles, whiskers at 1.5 IQR, outliers as dots, the mean
+    as a white diamond), as the B-cos papers draw GridPG; a dashed line per chance level.
+
+    Args:
+        values: explainer → its per-item scores (NaN / ``None`` left out).
+        chance: optional explainer → chance level, drawn as a dashed line across its box.
+        title: the plot's title.
+        ylabel: the y axis's label.
+
+    Returns:
+        PNG bytes, or ``None`` when no explainer has a finite value.
+    """
+    data = {}
+    for name, scores in values.items():
+        array = np.asarray([math.nan if v is None else float(v) for v in scores], np.float64)
+        array = array[np.isfinite(array)]
+        if array.size:
+            data[str(name)] = array
+    if not data:
+        return None
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(max(3.5, 1.1 * len(data) + 1.5), 3.4))
+    ax = figure.subplots()
+    ax.boxplot(
+        list(data.values()), showmeans=True, widths=0.6,
+        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+        flierprops={"marker": ".", "markersize": 3, "alpha": 0.5},
+    )  # fmt: skip
+    ax.set_xticks(range(1, len(data) + 1), list(data), rotation=30, ha="right", fontsize=8)
+    for position, name in enumerate(data, start=1):
+        level = (chance or {}).get(name)
+        if level is not None and math.isfinite(level):
+            ax.hlines(level, position - 0.4, position + 0.4, colors="grey", linestyles="dashed")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)

@@ -12,6 +12,15 @@ from scouter.metrics.explained_class import (
     select_explained_class,
     wordnet_similarity_matrix,
 )
+from scouter.metrics.gridpg import (
+    GEOMETRIES,
+    GridPointingGame,
+    cell_edges,
+    cell_masks,
+    compose_grid,
+    grid_image_size,
+    gridpg_scores,
+)
 from scouter.metrics.infidelity import Infidelity, infidelity_scores
 from scouter.metrics.insertion_deletion import (
     DeletionAUC,
@@ -33,6 +42,8 @@ from scouter.metrics.precision import ExplanationPrecision, boxes_to_mask
 from scouter.metrics.sensitivity import MaxSensitivity, max_sensitivity_scores
 
 __all__ = [
+    "GEOMETRIES",
+    "GridPointingGame",
     "AreaSize",
     "BinaryClassificationReport",
     "ClassificationAccuracy",
@@ -42,9 +53,14 @@ __all__ = [
     "InsertionAUC",
     "MaxSensitivity",
     "boxes_to_mask",
+    "cell_edges",
+    "cell_masks",
+    "compose_grid",
     "cosine_similarity_matrix",
     "curve_auc",
     "default_step",
+    "grid_image_size",
+    "gridpg_scores",
     "infidelity_scores",
     "least_similar_classes",
     "max_sensitivity_scores",

@@ -1,0 +1,261 @@
+"""The localisation leaderboard: every registered explainer on the given checkpoints, GridPG 2×2
+and 3×3 on shared grids, precision where the dataset has masks, insertion / deletion and each
+method's cost.
+
+Run (the lead's zoo models; any number of ``--model LABEL=CHECKPOINT,CONFIG``)::
+
+    python bench/localisation.py --out bench/localisation \\
+        --model fc=runs/composites/fc/best.ckpt,configs/composites/fc.yaml \\
+        --model scouter_pos=runs/composites/pos/best.ckpt,configs/composites/scouter_pos.yaml \\
+        --model scouter_neg=runs/composites/neg/best.ckpt,configs/composites/scouter_neg.yaml
+
+Steps. Models are grouped by the split they are evaluated on (dataset, root, options, split and
+its labels). For each group and grid size one grids file is built from the images **every** model
+of the group classifies correctly with ``p ≥ --threshold`` (``grids/<dataset>_<n>x<n>.json``) and
+the first ``--costly-grids`` of them form the costly methods' subset (``…_subset.json``). Each
+(model, explainer) is then evaluated by ``evaluate()`` — GridPG on the grids (``--geometry``), and
+on the first ``--image-limit`` test images insertion, deletion and, where the dataset has boxes or
+masks, precision. Methods in ``--costly`` use the subset (stated in the table). Cost: the seconds
+of the GridPG run (one forward per image of the split for the confidence record, then the grids)
+divided by its cells. Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
+``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import markdown_table  # noqa: E402
+
+#: Methods costing many forward passes per map, run on the grid subset by default.
+COSTLY = ("occlusion", "lime", "rise", "scorecam", "meaningful_perturbation",
+          "extremal_perturbation", "blur_ig")  # fmt: skip
+
+
+def parse_model(text: str) -> tuple[str, Path, Path]:
+    """``LABEL=CHECKPOINT,CONFIG`` → its three parts (a clear error otherwise)."""
+    label, sep, paths = text.partition("=")
+    checkpoint, comma, config = paths.partition(",")
+    if not sep or not comma or not label or not checkpoint or not config:
+        raise SystemExit(
+            f"--model expects LABEL=CHECKPOINT,CONFIG (e.g. fc=runs/fc/best.ckpt,"
+            f"configs/composites/fc.yaml), got {text!r}"
+        )
+    for path, what in ((Path(checkpoint), "checkpoint"), (Path(config), "config")):
+        if not path.is_file():
+            raise SystemExit(f"--model {label}: {what} {str(path)!r} does not exist")
+    return label, Path(checkpoint), Path(config)
+
+
+def explainers_for(model: Any, wanted: list[str] | None) -> list[str]:
+    """Every registered explainer the model can use (``slot*`` need SCOUTER, ``cam`` an FC head)."""
+    from scouter.explain import list_explainers
+
+    names = wanted or list_explainers()
+    usable = []
+    for name in names:
+        if name.startswith("slot") and not model.is_scouter:
+            continue
+        if name == "cam" and model.is_scouter:
+            continue
+        usable.append(name)
+    return usable
+
+
+def _eligibility(prepared: Any, threshold: float) -> np.ndarray:
+    from torch.utils.data import DataLoader
+
+    from scouter.data.grids import confident_correct
+    from scouter.data.sample import collate_samples
+
+    loader = DataLoader(prepared.dataset, batch_size=prepared.datamodule.batch_size,
+                        collate_fn=collate_samples)  # fmt: skip
+    flags = []
+    with torch.no_grad():
+        for batch in loader:
+            logits = prepared.model(batch["image"].to(prepared.device)).logits
+            flags.append(confident_correct(logits, batch["label"], threshold))
+    return torch.cat(flags).numpy()
+
+
+def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, folder: Path):
+    """One grids file per (split, size) from the models' joint confident images, and its subset.
+
+    Returns:
+        ``{label: {size: (grids file, subset file)}}``.
+    """
+    import tempfile
+
+    from scouter.data.grids import build_grids, dataset_identity, save_grids
+    from scouter.evaluation import EvaluationOptions, prepare
+    from scouter.evaluation.preparation import _section
+    from scouter.export import file_sha256
+
+    groups: dict[str, dict[str, Any]] = {}
+    probe = Path(tempfile.mkdtemp(prefix="localisation-probe-"))  # prepare() needs an --out
+    for entry in models:
+        prepared = prepare(
+            EvaluationOptions(checkpoint=entry["checkpoint"], config=entry["config"],
+                              out=probe, metrics=["accuracy"], device=args.device,
+                              progress=False)
+        )  # fmt: skip
+        entry["model"] = prepared.model
+        data = _section(prepared.config, "data")
+        labels = [int(t) for t in prepared.dataset.targets]
+        identity = dataset_identity(data.get("dataset"), data.get("root"),
+                                    data.get("dataset_options") or {}, "test", labels)  # fmt: skip
+        entry["has_regions"] = bool(getattr(getattr(prepared.dataset, "dataset", None),
+                                            "has_regions", True))  # fmt: skip
+        key = json.dumps(identity, sort_keys=True)
+        group = groups.setdefault(key, {"identity": identity, "labels": labels, "members": []})
+        group["ids"] = [str(prepared.dataset[i]["id"]) for i in range(len(labels))]
+        group["members"].append((entry, _eligibility(prepared, args.threshold)))
+    files: dict[str, dict[int, tuple[Path, Path]]] = {}
+    for group in groups.values():
+        name = group["identity"]["name"]
+        members = group["members"]
+        for size in args.sizes:
+            grids = build_grids(
+                group["labels"], [flags for _, flags in members], size=size, count=args.count,
+                seed=args.seed, threshold=args.threshold, identity=group["identity"],
+                ids=group["ids"],
+                selected_by=[f"{e['checkpoint']} (sha256 {file_sha256(e['checkpoint'])})"
+                             for e, _ in members],
+            )  # fmt: skip
+            path = save_grids(folder / "grids" / f"{name}_{size}x{size}.json", grids)
+            keep = min(args.costly_grids, grids.count)
+            subset = replace(grids, indices=grids.indices[:keep], labels=grids.labels[:keep],
+                             ids=grids.ids[:keep])  # fmt: skip
+            subset_path = save_grids(folder / "grids" / f"{name}_{size}x{size}_subset.json", subset)
+            for entry, _ in members:
+                files.setdefault(entry["label"], {})[size] = (path, subset_path)
+    return files
+
+
+def _cells(folder: Path, explainer: str) -> list[float]:
+    import csv
+
+    with open(folder / "per_image.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("grid")]
+    return [float(r[f"{explainer}/gridpg"]) for r in rows if r[f"{explainer}/gridpg"] != ""]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the grids, evaluate every (model, explainer), write the table and figures."""
+    from scouter.evaluation import EvaluationOptions, evaluate
+    from scouter.export.report_plots import boxplot_png
+
+    out = Path(args.out)
+    models = [
+        {"label": label, "checkpoint": checkpoint, "config": config}
+        for label, checkpoint, config in map(parse_model, args.model)
+    ]
+    files = build_shared_grids(models, args, out)
+    entries, values = [], {size: {} for size in args.sizes}
+    for entry in models:
+        label = entry["label"]
+        for explainer in explainers_for(entry["model"], args.explainers):
+            costly = explainer in args.costly
+            row: dict[str, Any] = {"model": label, "explainer": explainer,
+                                   "grids": "subset" if costly else "all"}  # fmt: skip
+            base = dict(checkpoint=entry["checkpoint"], config=entry["config"],
+                        explainers=[explainer], device=args.device, progress=False,
+                        seed=args.seed)  # fmt: skip
+            for size in args.sizes:
+                grids_file = files[label][size][1 if costly else 0]
+                folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}"
+                results = evaluate(EvaluationOptions(
+                    **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
+                    gridpg_geometry=args.geometry,
+                ))  # fmt: skip
+                summary = results["explanations"][explainer]["metrics"]["gridpg"]
+                row[f"gridpg_{size}"] = summary
+                row[f"seconds_per_cell_{size}"] = (
+                    results["evaluation"]["seconds"] / results["gridpg"]["cells"]
+                )
+                values[size][f"{label}/{explainer}"] = _cells(folder, explainer)
+            image_metrics = ["insertion", "deletion"] + (["precision"] if entry["has_regions"]
+                                                         else [])  # fmt: skip
+            folder = out / "runs" / label / explainer / "images"
+            limit = args.costly_images if costly else args.image_limit
+            results = evaluate(EvaluationOptions(**base, out=folder, metrics=image_metrics,
+                                                 limit=limit))  # fmt: skip
+            for metric, summary in results["explanations"][explainer]["metrics"].items():
+                row[metric] = summary["value"]
+            row["images"] = results["num_images"]
+            entries.append(row)
+    for size in args.sizes:
+        png = boxplot_png(values[size], title=f"GridPG {size}×{size} ({args.geometry})",
+                          ylabel="share of positive mass in the cell")  # fmt: skip
+        if png is not None:
+            (out / f"gridpg_{size}x{size}.png").write_bytes(png)
+    document = {"settings": {k: v for k, v in vars(args).items() if k != "func"},
+                "grids": {m: {s: [str(p) for p in f] for s, f in v.items()}
+                          for m, v in files.items()},
+                "entries": entries}  # fmt: skip
+    (out / "leaderboard.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
+    (out / "leaderboard.md").write_text(table(entries, args.sizes) + "\n")
+    print(table(entries, args.sizes))
+    return document
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None or value != value else f"{value:.3f}"
+
+
+def table(entries: list[dict[str, Any]], sizes: list[int]) -> str:
+    """The leaderboard as Markdown: GridPG mean (median) per size, image metrics and cost."""
+    header = ["model", "explainer", "grids"]
+    header += [f"GridPG {s}×{s} mean (median)" for s in sizes]
+    header += ["precision", "insertion ↑", "deletion ↓", "ms / cell"]
+    rows = []
+    for e in entries:
+        cells = [e["model"], e["explainer"], e["grids"]]
+        for s in sizes:
+            summary = e[f"gridpg_{s}"]
+            cells.append(f"{_fmt(summary['value'])} ({_fmt(summary['median'])})")
+        cells += [_fmt(e.get("precision")), _fmt(e.get("insertion")), _fmt(e.get("deletion"))]
+        cells.append(f"{1000 * e[f'seconds_per_cell_{sizes[0]}']:.1f}")
+        rows.append(cells)
+    return markdown_table(header, rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True,
+                        metavar="LABEL=CHECKPOINT,CONFIG", help="a model to compare (repeat)")  # fmt: skip
+    parser.add_argument("--out", default="bench/localisation")
+    parser.add_argument("--explainers", type=lambda s: s.split(","), default=None,
+                        help="comma-separated (default: every registered one the model can use)")  # fmt: skip
+    parser.add_argument("--costly", type=lambda s: s.split(","), default=list(COSTLY),
+                        help="methods scored on the grid subset only")  # fmt: skip
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[2, 3])
+    parser.add_argument("--geometry", default="rescale", choices=("rescale", "tile"))
+    parser.add_argument("--threshold", type=float, default=0.99)
+    parser.add_argument("--count", type=int, default=100, help="grids per size")
+    parser.add_argument("--costly-grids", type=int, default=20, help="the costly subset's grids")
+    parser.add_argument("--image-limit", type=int, default=200,
+                        help="test images for insertion / deletion / precision")  # fmt: skip
+    parser.add_argument("--costly-images", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

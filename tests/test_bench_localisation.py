@@ -1,0 +1,92 @@
+"""bench/localisation.py on two tiny fitted models: shared grids, every explainer, the costly subset,
+the table and the box plot (a smoke test of the driver; the numbers are the metrics' own tests')."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bench.localisation import main, parse_model
+from scouter.checkpoints import save_model
+from scouter.evaluation import EvaluationOptions, prepare
+from scouter.models.classifier import ModelConfig, build_classifier
+from tests.data.conftest import idx_images, write_idx
+from tests.test_evaluate_gridpg import K, _fit_head
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, list[str]]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("localisation")
+    fashion = root / "fashion"
+    for prefix, count in (("train", 60), ("t10k", 30)):
+        images, labels = idx_images(count, seed=count + 1)
+        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"backbone": "test_resnet", "head": "fc"},
+        "data": {"dataset": "composites", "root": str(fashion), "image_size": 32,
+                 "batch_size": 8, "num_workers": 0,
+                 "dataset_options": {"num_samples": 40, "num_classes": K}},
+    }))  # fmt: skip
+    specs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = root / f"fc{seed}.safetensors"
+        save_model(build_classifier(ModelConfig(backbone="test_resnet", num_classes=K,
+                                                head="fc")), path)  # fmt: skip
+        prepared = prepare(EvaluationOptions(checkpoint=path, config=config, out=root / "p",
+                                             progress=False))  # fmt: skip
+        dataset = prepared.dataset
+        images = torch.stack([torch.as_tensor(dataset[i]["image"]) for i in range(len(dataset))])
+        _fit_head(prepared.model.eval(), images, torch.as_tensor(dataset.targets).long())
+        save_model(prepared.model, path)
+        specs.append(f"fc{seed}={path},{config}")
+    return root, specs
+
+
+def test_leaderboard_smoke(models, tmp_path):
+    _, specs = models
+    out = tmp_path / "board"
+    document = main([
+        *[a for spec in specs for a in ("--model", spec)], "--out", str(out),
+        "--explainers", "cam,saliency,occlusion", "--sizes", "2", "--count", "3",
+        "--costly-grids", "1", "--image-limit", "4", "--costly-images", "2", "--device", "cpu",
+    ])  # fmt: skip
+    entries = document["entries"]
+    assert [(e["model"], e["explainer"]) for e in entries] == [
+        (m, x) for m in ("fc0", "fc1") for x in ("cam", "saliency", "occlusion")
+    ]
+    for e in entries:
+        summary = e["gridpg_2"]
+        assert summary["count"] == (4 if e["explainer"] == "occlusion" else 12)
+        assert 0 <= summary["value"] <= 1 and e["seconds_per_cell_2"] > 0
+        assert e["grids"] == ("subset" if e["explainer"] == "occlusion" else "all")
+        assert e["images"] == (2 if e["explainer"] == "occlusion" else 4)
+        assert "insertion" in e and "deletion" in e
+    # one grids file, selected by both models, behind every model's runs
+    grids = json.loads((out / "grids" / "composites_2x2.json").read_text())
+    assert len(grids["selected_by"]) == 2 and grids["count"] == 3
+
+    def cell_images(model):
+        folder = out / "runs" / model / "cam" / "gridpg_2x2"
+        with open(folder / "per_image.csv", newline="") as handle:
+            return [r["image_id"] for r in csv.DictReader(handle) if r["grid"]]
+
+    assert cell_images("fc0") == cell_images("fc1") and len(cell_images("fc0")) == 12
+    table = (out / "leaderboard.md").read_text()
+    assert "GridPG 2×2 mean (median)" in table and table.count("| fc") == 6
+    assert (out / "gridpg_2x2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_model_argument_names_the_format(tmp_path):
+    with pytest.raises(SystemExit, match="LABEL=CHECKPOINT,CONFIG"):
+        parse_model("fc:ckpt")
+    with pytest.raises(SystemExit, match="checkpoint .* does not exist"):
+        parse_model(f"fc={tmp_path / 'missing.ckpt'},{tmp_path / 'c.yaml'}")
