@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scouter.model_folder import CONFIG_FILE, WEIGHTS_FILE, ModelFolderError, sha256_of
+from scouter.atomic_io import file_sha256
+from scouter.model_folder import CONFIG_FILE, WEIGHTS_FILE, ModelFolderError
 
 __all__ = [
     "HF_HUB_PREFIX",
@@ -128,7 +129,7 @@ def fetch_file(remote: RemoteFile, name: str, cache_dir: str | os.PathLike | Non
 
     target = Path(cache_dir or hub_cache_dir()) / remote.sha256 / name
     if target.is_file():
-        if sha256_of(target) == remote.sha256:
+        if file_sha256(target) == remote.sha256:
             return target
         target.unlink()  # a changed or corrupt copy: fetch it again
     if _offline():
@@ -146,7 +147,7 @@ def fetch_file(remote: RemoteFile, name: str, cache_dir: str | os.PathLike | Non
             f"cannot download {name} from {remote.url} ({err}): check the network, or place the "
             f"file at {str(target)!r} (SHA-256 {remote.sha256})"
         ) from None
-    got = sha256_of(partial)
+    got = file_sha256(partial)
     if got != remote.sha256:
         partial.unlink(missing_ok=True)
         raise HubError(

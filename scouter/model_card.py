@@ -17,7 +17,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CITATION", "card_summary", "evaluation_rows", "read_front_matter", "render_card"]
+__all__ = [
+    "CITATION",
+    "card_summary",
+    "evaluation_rows",
+    "read_front_matter",
+    "render_card",
+    "zoo_table",
+]
 
 CITATION = """@inproceedings{li2021scouter,
   title     = {{SCOUTER}: Slot Attention-based Classifier for Explainable Image Recognition},
@@ -71,6 +78,21 @@ def _cell(entry: Mapping[str, Any] | None) -> str:
     return "–" if not entry else f"{entry['value']:.3f} ({entry['images']})"
 
 
+def _evaluation_table(rows: Mapping[str, Any]) -> list[str]:
+    lines = [
+        f"Dataset `{rows['dataset']}`, split `{rows['split']}`. Accuracy: **{_cell(rows['accuracy'])}**"
+        " (numbers in brackets: the images each figure was measured on; every figure is in a "
+        "`results/*.json` file of this folder, written by `evaluate.py`).",
+        "",
+        "| explainer | area ↓ | precision ↑ | insertion ↑ | deletion ↓ |",
+        "|---|---|---|---|---|",
+    ]
+    for explainer, entries in rows["explainers"].items():
+        cells = " | ".join(_cell(entries.get(metric)) for metric in _EXPLANATION_METRICS)
+        lines.append(f"| {explainer} | {cells} |")
+    return [*lines, ""]
+
+
 def render_card(
     model: Any,
     *,
@@ -101,6 +123,8 @@ def render_card(
     """
     config = model.config
     rows = evaluation_rows(results)
+    if rows["dataset"] is None and recipe:  # not evaluated yet: the dataset it was trained on
+        rows["dataset"] = ((yaml.safe_load(recipe) or {}).get("data") or {}).get("dataset")
     size = model.data_config.input_size if model.data_config is not None else None
     grid = list(model.attention_grid(size)) if size is not None else None
     variant = _VARIANT_NAMES[config.variant]
@@ -127,7 +151,9 @@ def render_card(
             "accuracy": _value(doc["metrics"]["accuracy"]),
             "tolerance": float(check["tolerance"]),
         }
-    metrics = [{"type": "accuracy", "value": rows["accuracy"]["value"], "name": "accuracy"}]
+    metrics = []
+    if rows["accuracy"] is not None:
+        metrics.append({"type": "accuracy", "value": rows["accuracy"]["value"], "name": "accuracy"})
     for explainer, entries in rows["explainers"].items():
         for metric, entry in entries.items():
             metrics.append(
@@ -142,7 +168,7 @@ def render_card(
         "license": license,
         "pipeline_tag": "image-classification",
         "tags": ["image-classification", "explainability", "scouter", "slot-attention", "timm"],
-        "datasets": [rows["dataset"]],
+        "datasets": [rows["dataset"]] if rows["dataset"] else [],
         "metrics": ["accuracy"],
         "model-index": [
             {
@@ -208,20 +234,11 @@ def render_card(
             "```",
             "",
         ]
-    lines += [
-        "## Evaluation",
-        "",
-        f"Dataset `{rows['dataset']}`, split `{rows['split']}`. Accuracy: **{_cell(rows['accuracy'])}**"
-        " (numbers in brackets: the images each figure was measured on; every figure is in a "
-        "`results/*.json` file of this folder, written by `evaluate.py`).",
-        "",
-        "| explainer | area ↓ | precision ↑ | insertion ↑ | deletion ↓ |",
-        "|---|---|---|---|---|",
-    ]
-    for explainer, entries in rows["explainers"].items():
-        cells = " | ".join(_cell(entries.get(metric)) for metric in _EXPLANATION_METRICS)
-        lines.append(f"| {explainer} | {cells} |")
-    lines.append("")
+    lines += ["## Evaluation", ""]
+    if not results:
+        lines += ["Not evaluated yet: run `evaluate.py` and publish again with `--results`.", ""]
+    else:
+        lines += _evaluation_table(rows)
     lines += list(notes)
     if check is not None:
         c = summary["check"]
@@ -268,3 +285,27 @@ def read_front_matter(text: str) -> dict[str, Any]:
 def card_summary(text: str) -> dict[str, Any]:
     """The ``scouter:`` block of a card (the numbers scouter's tools read back)."""
     return read_front_matter(text).get("scouter", {})
+
+
+def zoo_table(folders: Sequence[Any]) -> str:
+    """The README's model-zoo table (Markdown) from the cards of model ``folders``.
+
+    One row per model: its name, dataset, map grid, accuracy and the area / precision of its
+    default explanation (SCOUTER's own ``slot`` maps, Grad-CAM for FC), each with the images it
+    was measured on, the weights' size and the command that reproduces the row.
+    """
+    lines = [
+        "| model | dataset | grid | accuracy | explainer | area ↓ | precision ↑ | size | reproduce |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for folder in folders:
+        s = card_summary((folder / "README.md").read_text(encoding="utf-8"))
+        grid = "×".join(map(str, s["grid"])) if s.get("grid") else "–"
+        explanation = s.get("explanation") or {}
+        lines.append(
+            f"| `{s['entry']}` | {s['dataset']} | {grid} | {_cell(s.get('accuracy'))} | "
+            f"{s['explainer']} | {_cell(explanation.get('area'))} | "
+            f"{_cell(explanation.get('precision'))} | {s['size_mb']:.1f} MB | "
+            f"`python bench/zoo.py --only {s['entry']}` |"
+        )
+    return "\n".join(lines)

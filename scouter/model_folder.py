@@ -16,7 +16,6 @@ an interrupted publish leaves no half-written folder), :func:`load_model_folder`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from scouter.atomic_io import file_sha256
 from scouter.data_config import DataConfig, check_class_names
 from scouter.safe_loading import CheckpointError
 
@@ -41,7 +41,7 @@ __all__ = [
     "load_model_folder",
     "read_folder_config",
     "save_pretrained",
-    "sha256_of",
+    "weights_file",
 ]
 
 CONFIG_FILE = "config.json"
@@ -57,13 +57,13 @@ class ModelFolderError(CheckpointError, ValueError):
     """A model folder is incomplete, inconsistent or tampered with; the message says the fix."""
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def weights_file(path: str | os.PathLike) -> Path:
+    """The weights file of a model folder, or ``path`` itself when it is a file."""
+    path = Path(path)
+    if not is_model_folder(path):
+        return path
+    info = read_folder_config(path).get("weights") or {}
+    return path / str(info.get("file", WEIGHTS_FILE))
 
 
 def is_model_folder(path: str | os.PathLike) -> bool:
@@ -142,8 +142,9 @@ def save_pretrained(
             for k, v in model.state_dict().items()
         }
         save_file(state, staging / WEIGHTS_FILE, metadata={"format": "pt"})
+        os.chmod(staging / WEIGHTS_FILE, _plain_file_mode())  # safetensors writes 0600
         document = folder_config(model, dtype, **dict(extra_config or {}))
-        document["weights"]["sha256"] = sha256_of(staging / WEIGHTS_FILE)
+        document["weights"]["sha256"] = file_sha256(staging / WEIGHTS_FILE)
         _write_text(staging / CONFIG_FILE, json.dumps(document, indent=2) + "\n")
         if card is not None:
             _write_text(staging / CARD_FILE, card)
@@ -157,6 +158,13 @@ def save_pretrained(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def _plain_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0666 minus the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -221,7 +229,7 @@ def _weights(folder: Path, document: Mapping[str, Any]) -> dict[str, torch.Tenso
             "the whole folder again"
         )
     expected = info.get("sha256")
-    if expected is not None and sha256_of(path) != expected:
+    if expected is not None and file_sha256(path) != expected:
         raise ModelFolderError(
             f"{str(path)!r} does not match the SHA-256 recorded in its {CONFIG_FILE} (expected "
             f"{expected}): the file is corrupt or was changed; download or copy the folder again"

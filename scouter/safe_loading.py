@@ -71,11 +71,16 @@ def checkpoint_files_in(folder: str | os.PathLike, limit: int = 10) -> list[Path
 def require_checkpoint_file(path: str | os.PathLike) -> None:
     """Raise a message saying what is wrong when ``path`` is not a checkpoint file.
 
+    A published model folder (one holding ``config.json``, :mod:`scouter.model_folder`) is a
+    checkpoint too.
+
     Raises:
         IsADirectoryError: ``path`` is a folder (the checkpoint files inside are listed).
         FileNotFoundError: nothing at ``path``.
     """
     path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return
     if path.is_dir():
         inside = checkpoint_files_in(path)
         hint = (

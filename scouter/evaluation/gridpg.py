@@ -180,8 +180,9 @@ def run_gridpg(
     if plan.grids is None:
         labels = [int(t) for t in dataset.targets]
         from scouter.export import file_sha256
+        from scouter.model_folder import weights_file
 
-        name = f"{checkpoint} (sha256 {file_sha256(checkpoint)})"
+        name = f"{checkpoint} (sha256 {file_sha256(weights_file(checkpoint))})"
         plan.grids = _build(plan, labels, eligible, ids, name)
         plan.built = True
     grids, n = plan.grids, plan.size

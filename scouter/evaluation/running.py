@@ -66,6 +66,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     from scouter.data.sample import collate_samples
     from scouter.export import file_sha256, write_results
     from scouter.metrics import BinaryClassificationReport, ClassificationAccuracy, prepare_maps
+    from scouter.model_folder import weights_file
 
     options, model, device = prepared.options, prepared.model, prepared.device
     dataset = prepared.dataset
@@ -222,7 +223,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         "config_path": prepared.config_path,
         "checkpoint": {
             "path": str(checkpoint),
-            "sha256": file_sha256(checkpoint),
+            "sha256": file_sha256(weights_file(checkpoint)),
             "model_config": model.config.to_dict(),
             "data_config": model.data_config.to_dict()
             if getattr(model, "data_config", None) is not None

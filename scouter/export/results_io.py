@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from scouter.atomic_io import atomic_write_bytes, atomic_write_text, stage_file
+from scouter.atomic_io import atomic_write_bytes, atomic_write_text, file_sha256, stage_file
 
 __all__ = [
     "RESULTS_FILES",
@@ -58,15 +58,6 @@ COMMIT_RECORD = ".results-commit.json"
 
 class ResultsMismatchError(ValueError):
     """``results.json`` and ``per_image.csv`` of a folder do not come from the same run."""
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file (e.g. the evaluated checkpoint)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:

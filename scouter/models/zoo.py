@@ -75,18 +75,21 @@ def register_model(entry: ZooEntry) -> ZooEntry:
     return entry
 
 
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+def list_models(pattern: str = "*", pretrained: bool = False, trained: bool = False) -> list[str]:
     """Registered names matching a shell-style ``pattern``, sorted.
 
     Args:
         pattern: e.g. ``"scouter_neg_*"``.
-        pretrained: only entries with offline pretrained weights.
+        pretrained: only entries with pretrained weights (trained models, or offline backbone
+            weights).
+        trained: only trained models (a whole classifier with its results: the model zoo proper).
     """
     return sorted(
         name
         for name, entry in _REGISTRY.items()
         if fnmatch.fnmatch(name, pattern)
         and (entry.weights is not None or entry.source is not None or not pretrained)
+        and (entry.source is not None or not trained)
     )
 
 
