@@ -245,7 +245,7 @@ def render_card(
         lines += [
             "",
             f"Reproducibility check: accuracy on the first {c['images']} test images is "
-            f"{c['accuracy']:.4f}; `tests/test_zoo_models.py` recomputes it from these weights and "
+            f"{c['accuracy']:.4f}; `tests/zoo/test_zoo_models.py` recomputes it from these weights and "
             f"requires it within ±{c['tolerance']} (float16 weights, other CPUs).",
         ]
     lines += [
