@@ -115,3 +115,28 @@ def test_no_network_and_no_copy_names_the_url_and_the_place(tmp_path, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubError, match="not cached .* HF_HUB_OFFLINE is set"):
         fetch_file(missing, "model.safetensors")
+
+
+def test_a_zoo_entry_with_url_weights_loads_with_create_model(model, folder, tmp_path, monkeypatch):
+    from scouter.models import zoo
+
+    monkeypatch.setenv("SCOUTER_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    files = {
+        name: RemoteFile((folder / name).as_uri(), _sha(folder / name))
+        for name in ("config.json", "model.safetensors")
+    }
+    entry = zoo.ZooEntry(
+        name="tiny_from_url",
+        config=model.config,
+        description="a tiny model whose weights live at a URL",
+        source=PretrainedSource(files=files),
+    )
+    monkeypatch.setitem(zoo._REGISTRY, entry.name, entry)
+    assert "tiny_from_url" in scouter.list_models(trained=True)
+    loaded = scouter.create_model("tiny_from_url", pretrained=True).eval()
+    x = torch.randn(1, 1, 32, 32)
+    assert torch.equal(loaded(x).logits, model(x).logits)
+    assert loaded.zoo_entry == "tiny_from_url" and loaded.class_names == model.class_names
+    untrained = scouter.create_model("tiny_from_url")  # the architecture alone, no download
+    assert untrained.config.num_classes == 3
