@@ -56,3 +56,31 @@ def test_the_readme_gives_a_cpu_only_torch_install_outside_the_ci_block():
     hint = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
     before, ci_block = install.split("<!-- ci:install -->")
     assert hint in before and hint not in ci_block  # CI keeps installing what it did
+
+
+def test_the_readme_stylex_example_uses_the_path_its_classifier_run_writes():
+    """Issue 30, item 8: no ``checkpoints/<the run>/`` placeholder; the classifier validates."""
+    import shlex
+
+    import yaml
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## StylEx: attributes") :]
+    block = section[section.index("```bash") + len("```bash") : section.index("```\n", 10)]
+    commands = [
+        shlex.split(c.split("#")[0]) for c in block.replace("\\\n", " ").splitlines() if c.strip()
+    ]
+    train = next(c for c in commands if c[1] == "train.py")
+    stylex = next(c for c in commands if c[1:3] == ["stylex.py", "fit"])
+    config = yaml.safe_load((REPO / train[train.index("--config") + 1]).read_text())
+    (checkpoint,) = [
+        c["init_args"] for c in config["trainer"]["callbacks"] if "Checkpoint" in c["class_path"]
+    ]
+    assert config["model"]["head"] == "fc"  # ScouterCheckpoint's {run} of an FC model
+    written = checkpoint["dirpath"].replace("{run}", "fc") + "/last.ckpt"
+    assert stylex[stylex.index("--model.classifier") + 1] == written
+    assert "<" not in " ".join(stylex)
+    # A validation runs before max_steps ends, so the monitored checkpoints are written too.
+    steps = int(train[train.index("--trainer.max_steps") + 1])
+    interval = int(train[train.index("--trainer.val_check_interval") + 1])
+    assert checkpoint["monitor"] == "val/acc" and interval <= steps and steps % interval == 0
