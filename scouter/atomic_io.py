@@ -43,31 +43,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def stage_file(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a new hidden temporary file beside ``path`` and fsync it.
-
-    The first half of :func:`atomic_write`, for callers that rename several files together (see
-    :func:`scouter.export.results_io.write_results`). The temporary file is removed on failure.
-
-    Returns:
-        The temporary file (``.<name>.<random>.tmp``), complete and on disk.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, mode = _create_temporary(path)
-    try:
-        with open(tmp, "rb+") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
-            os.chmod(tmp, mode)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def _create_temporary(path: Path) -> tuple[str, int]:
     """An empty hidden file beside ``path``, and the mode ``open(path, "w")`` would leave.
 

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from scouter.atomic_io import atomic_write
 from scouter.data_config import CLASS_NAMES_KEY, DATA_CONFIG_KEY, DataConfig, check_class_names
 from scouter.hub import HF_HUB_PREFIX
-from scouter.models.classifier import Classifier, ModelConfig, build_classifier
+from scouter.models.classifier import Classifier, ModelConfig, ModelConfigError, build_classifier
 
 # The original SCOUTER conversion lives in scouter.original_checkpoints; importable here too.
 from scouter.original_checkpoints import (
@@ -152,19 +152,38 @@ def save_model(model: Classifier, path: str | os.PathLike) -> Path:
     return path
 
 
-def _config_with_options(base: Mapping[str, Any], options: Mapping[str, Any]) -> ModelConfig:
+#: Where the config of a file without a stored one comes from.
+_OPTIONS_SOURCE = "the options given to load_model"
+
+
+def _config_with_options(
+    base: Mapping[str, Any],
+    options: Mapping[str, Any],
+    source: str = _OPTIONS_SOURCE,
+    fix: str = "pass the setting as a load_model option, e.g. load_model(path, num_classes=10)",
+) -> ModelConfig:
+    """``base`` (read from ``source``) overridden by ``options``; errors name key, origin, fix."""
+    try:
+        ModelConfig.check(options, _OPTIONS_SOURCE)
+    except ModelConfigError as err:
+        raise CheckpointConfigError(str(err)) from None
     merged = dict(base)
     merged.update(options)
     # A checkpoint already holds the weights: never fetch pretrained backbone weights for it.
     merged["pretrained"] = False
     merged["pretrained_file"] = None
-    return ModelConfig.from_dict(merged)
+    try:
+        return ModelConfig.from_dict(merged, source)
+    except ModelConfigError as err:
+        raise CheckpointConfigError(f"{err}; {fix}") from None
 
 
-def _original_config(base: Mapping[str, Any], options: Mapping[str, Any]) -> ModelConfig:
+def _original_config(
+    base: Mapping[str, Any], options: Mapping[str, Any], source: str = _OPTIONS_SOURCE
+) -> ModelConfig:
     # Original SCOUTER weights were trained with the paper's signed normalisation: keep it
     # (scouter's own training default differs), unless the caller overrides it.
-    return _config_with_options({"attention_norm": "reference", **base}, options)
+    return _config_with_options({"attention_norm": "reference", **base}, options, source)
 
 
 class CheckpointConfigError(CheckpointError, ValueError):
@@ -213,19 +232,26 @@ def _stored_data_config(checkpoint: Mapping[str, Any]) -> Any:
     return _stored_entry(checkpoint, DATA_CONFIG_KEY)
 
 
+def _read_safetensors(path: Path, alternative: str = "") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable safetensors file ({err}): it is damaged or of "
+            f"another format — export the model again with scouter.save_model{alternative}"
+        ) from err
+
+
 def _load_safetensors(
     path: Path, options: Mapping[str, Any]
 ) -> tuple[ModelConfig, dict, DataConfig | None, tuple[Any, str]]:
-    try:
-        state = load_file(path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {err}") from err
+    state = _read_safetensors(path)
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
+        source = f"model config {str(sidecar)!r}"
+        fix = f"fix it, or delete it to use the config stored in {path.name}'s metadata"
         base = _parse_config_json(
-            sidecar.read_text(encoding="utf-8", errors="replace"),
-            f"model config {str(sidecar)!r}",
-            f"fix it, or delete it to use the config stored in {path.name}'s metadata",
+            sidecar.read_text(encoding="utf-8", errors="replace"), source, fix
         )
     else:
         from safetensors import safe_open
@@ -233,30 +259,28 @@ def _load_safetensors(
         with safe_open(path, framework="pt") as handle:
             meta = handle.metadata() or {}
         if LIGHTNING_CONFIG_KEY in meta:
-            base = _parse_config_json(
-                meta[LIGHTNING_CONFIG_KEY],
-                f"the model config in the metadata of {str(path)!r}",
-                f"write a {sidecar.name} beside it with the config, which takes precedence",
-            )
+            source = f"the model config in the metadata of {str(path)!r}"
+            fix = f"write a {sidecar.name} beside it with the config, which takes precedence"
+            base = _parse_config_json(meta[LIGHTNING_CONFIG_KEY], source, fix)
         elif options:
-            base = {}
+            base, source, fix = {}, _OPTIONS_SOURCE, "pass every required setting"
         else:
             raise CheckpointError(
                 f"{str(path)!r} carries no model config (no {sidecar.name} beside it, none in its "
                 "metadata): pass the config as options, e.g. "
                 "load_model(path, backbone='resnet18', num_classes=10)"
             )
-    source = repr(str(sidecar)) if sidecar.is_file() else f"the metadata of {str(path)!r}"
+    stored_in = repr(str(sidecar)) if sidecar.is_file() else f"the metadata of {str(path)!r}"
     data_config = _parse_data_config(
         base.pop(JSON_DATA_CONFIG_KEY, None),
-        source,
+        stored_in,
         f"fix its {JSON_DATA_CONFIG_KEY!r} entry, or remove it (the model then has none)",
     )
     names = base.pop(JSON_CLASS_NAMES_KEY, None)
     if is_original_state_dict(state):
-        config = _original_config(base, options)
-        return config, convert_original_state_dict(state, config), data_config, (names, source)
-    return _config_with_options(base, options), state, data_config, (names, source)
+        config = _original_config(base, options, source)
+        return config, convert_original_state_dict(state, config), data_config, (names, stored_in)
+    return _config_with_options(base, options, source, fix), state, data_config, (names, stored_in)
 
 
 def _lightning_model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -275,7 +299,12 @@ def _resolve_torch_checkpoint(
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
     if LIGHTNING_CONFIG_KEY in obj:  # ours, written by ScouterModule
-        config = _config_with_options(obj[LIGHTNING_CONFIG_KEY], options)
+        config = _config_with_options(
+            obj[LIGHTNING_CONFIG_KEY],
+            options,
+            f"the model config stored in checkpoint {str(path)!r}",
+            "override the setting with a load_model option, e.g. load_model(path, num_classes=10)",
+        )
         state = _lightning_model_state(obj)
         data_config = _parse_data_config(
             _stored_data_config(obj),
@@ -294,7 +323,8 @@ def _resolve_torch_checkpoint(
             )
         if args is None and "negative_" in path.name:
             base["sign"] = -1  # the reference's file names mark SCOUTER− runs
-        config = _original_config(base, options)
+        source = f"the args of original checkpoint {str(path)!r}" if base else _OPTIONS_SOURCE
+        config = _original_config(base, options, source)
         return config, convert_original_state_dict(obj["model"], config), None, (None, "")
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raise CheckpointError(
@@ -382,7 +412,7 @@ def backbone_state_from_checkpoint(path: str | os.PathLike) -> dict[str, torch.T
     path = Path(path)
     require_checkpoint_file(path)
     if path.suffix == ".safetensors":
-        state = load_file(path)
+        state = _read_safetensors(path, " (or give init_backbone_from the run's .ckpt)")
     else:
         obj = safe_torch_load(path)
         if not isinstance(obj, Mapping):

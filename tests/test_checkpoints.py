@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import pathlib
@@ -22,7 +23,7 @@ from scouter.checkpoints import (
     backbone_state_from_checkpoint,
     save_model,
 )
-from scouter.models.classifier import ModelConfig, build_classifier
+from scouter.models.classifier import ModelConfig, ModelConfigError, build_classifier
 from scouter.models.position import sine_position_encoding
 from tests.conftest import oracle_files
 
@@ -412,3 +413,62 @@ def test_invalid_model_json_names_the_file_line_and_column(tmp_path):
         scouter.load_model(path)
     sidecar.unlink()  # the metadata's copy of the config takes over, as the message says
     assert scouter.load_model(path).config == model.config
+
+
+def test_a_wrong_type_in_model_json_names_file_key_and_type(tmp_path):
+    """Issue 29, item 11: no bare ``invalid literal for int()``."""
+    model = build_classifier(ModelConfig(backbone="test_resnet", num_classes=3, head="fc"))
+    path = save_model(model, tmp_path / "export" / "model")
+    sidecar = path.with_suffix(".json")
+    document = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**document, "num_classes": "ten"}))
+    with pytest.raises(CheckpointError) as caught:
+        scouter.load_model(path)
+    message = str(caught.value)
+    assert str(sidecar) in message and "'num_classes' must be an integer, got 'ten'" in message
+    assert "delete it to use the config stored in model.safetensors's metadata" in message
+    sidecar.write_text(json.dumps({**document, "head": "slot"}))
+    with pytest.raises(CheckpointError, match=r"'head' must be one of 'xslot', 'fc', got 'slot'"):
+        scouter.load_model(path)
+
+
+def test_a_misspelled_key_in_model_json_or_the_options_suggests_the_close_one(tmp_path):
+    model = build_classifier(ModelConfig(backbone="test_resnet", num_classes=3, head="fc"))
+    path = save_model(model, tmp_path / "export" / "model")
+    sidecar = path.with_suffix(".json")
+    document = json.loads(sidecar.read_text())
+    document["num_clases"] = document.pop("num_classes")
+    sidecar.write_text(json.dumps(document))
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{re.escape(str(sidecar))}.*unknown key 'num_clases' \(did you mean "
+        r"'num_classes'\?\); known keys: .*num_classes",
+    ):
+        scouter.load_model(path)
+    sidecar.unlink()
+    # A misspelled load_model option is the options' fault, not the file's.
+    with pytest.raises(
+        CheckpointError,
+        match=r"the options given to load_model: unknown key 'slots_per_clas' \(did you mean "
+        r"'slots_per_class'\?\)",
+    ):
+        scouter.load_model(path, slots_per_clas=2)
+    with pytest.raises(ModelConfigError, match=r"unknown key 'zzz'; known keys"):
+        ModelConfig.from_dict({"backbone": "x", "num_classes": 2, "zzz": 1})  # nothing close
+
+
+def test_a_corrupt_safetensors_for_init_backbone_from_names_the_file(tmp_path):
+    """Issue 29, item 12: no raw SafetensorError."""
+    model = build_classifier(ModelConfig(backbone="test_resnet", num_classes=3, head="fc"))
+    path = save_model(model, tmp_path / "fc")
+    data = bytearray(path.read_bytes())
+    data[:8] = (10**12).to_bytes(8, "little")  # a header length past the end of the file
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as caught:
+        backbone_state_from_checkpoint(path)
+    message = str(caught.value)
+    assert str(path) in message and "not a readable safetensors file" in message
+    assert "export the model again" in message and "init_backbone_from the run's .ckpt" in message
+    (tmp_path / "random.safetensors").write_bytes(os.urandom(64))
+    with pytest.raises(CheckpointError, match=r"random\.safetensors.*not a readable safetensors"):
+        backbone_state_from_checkpoint(tmp_path / "random.safetensors")

@@ -422,7 +422,8 @@ def test_a_failed_results_write_keeps_the_previous_runs_pair_and_no_temporary_fi
         run(prepared)
     monkeypatch.undo()
     assert {name: (out / name).read_bytes() for name in before} == before
-    assert sorted(os.listdir(out)) == ["per_image.csv", "results.json"]
+    assert sorted(os.listdir(out)) == [".results", "latest", "per_image.csv", "results.json"]
+    assert len(os.listdir(out / ".results")) == 1  # the failed run's private folder is gone
 
 
 def test_every_class_strips_follow_the_shown_images_and_cap_many_classes(workdir, tmp_path):

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +90,58 @@ def test_bare_state_dict_takes_its_channels_from_the_data(root, tmp_path):
     options = _options(root, tmp_path, "gray", in_chans=1)
     options.checkpoint = root / "bare.pt"
     assert prepare(options).model.backbone.in_chans == 1
+
+
+def test_a_tree_without_test_says_its_validation_images_were_evaluated(root, tmp_path):
+    """Issue 30, item 3: results.json, the report and the command's output name the split used."""
+    options = _options(root, tmp_path, "rgb", in_chans=3)
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "evaluate.py"),
+            "--checkpoint",
+            str(options.checkpoint),
+            "--config",
+            str(options.config),
+            "--out",
+            str(tmp_path / "out"),
+            "--export",
+            str(tmp_path / "report"),
+            "--metrics",
+            "accuracy",
+            "--num-images",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=repo,
+    )
+    assert done.returncode == 0, done.stderr
+    note = "does not exist, so the test split is the validation images (its val/ folder)"
+    assert f"evaluate.py: note: '{root / 'data' / 'test'}' {note}" in done.stderr
+    assert done.stderr.count(note) == 1  # the note, not also the data module's warning
+    assert done.stdout.startswith("split=val images=6 ")
+    dataset = json.loads((tmp_path / "out" / "results.json").read_text())["dataset"]
+    assert (dataset["split"], dataset["split_requested"]) == ("val", "test")
+    assert note in dataset["split_note"]
+    report = (tmp_path / "report" / "report.html").read_text()
+    assert "on folder (val, as test)</" in report and "(test)" not in report
+    assert html.escape(note, quote=True) in report
+
+
+def test_the_validation_split_or_a_tree_with_test_evaluate_what_they_say(root, tmp_path):
+    options = _options(root, tmp_path, "rgb")
+    options.split = "val"
+    prepared = prepare(options)
+    assert prepared.datamodule.split_used("val") == "val"
+    assert not [n for n in prepared.notes if "split" in n]
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "data", copy / "data")
+    shutil.copytree(root / "data" / "val", copy / "data" / "test")
+    shutil.copy(root / "rgb.safetensors", copy / "rgb.safetensors")
+    prepared = prepare(_options(copy, tmp_path, "rgb"))
+    assert prepared.datamodule.split_used("test") == "test"
+    assert not [n for n in prepared.notes if "split" in n]

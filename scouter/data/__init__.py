@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 # Importing the readers registers them.
 from scouter.data import acrima, composites, context, cub, folder, idx, imagenet  # noqa: F401
-from scouter.data.base import CorruptImageError, DatasetLayoutError
+from scouter.data.base import CorruptImageError, DatasetLayoutError, ImageTooLargeError
 from scouter.data.composites import CompositesDataset
 from scouter.data.cub import CubDataset
 from scouter.data.imagenet import ImageNetDataset
+from scouter.data.pixels import ImageValueError
 from scouter.data.registry import create_dataset, list_datasets, register_dataset
 from scouter.data.sample import Sample, boxes_to_mask, clip_boxes, collate_samples, mask_to_box
 from scouter.data.splits import stratified_split
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CompositesDataset",
     "CorruptImageError",
+    "ImageTooLargeError",
+    "ImageValueError",
     "CubDataset",
     "DataConfig",
     "DatasetLayoutError",

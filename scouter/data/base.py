@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from scouter.data.pixels import ImageValueError, pil_to_uint8
 from scouter.data.sample import Sample, clip_boxes
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,14 @@ class DatasetLayoutError(FileNotFoundError):
 
 class CorruptImageError(OSError):
     """An image file exists but cannot be decoded (corrupt or truncated)."""
+
+
+class ImageTooLargeError(CorruptImageError):
+    """An image over Pillow's decompression-bomb limit (a CorruptImageError for old handlers)."""
+
+
+#: Environment variable that sets Pillow's decompression-bomb limit (see :func:`apply_pixel_limit`).
+PIXEL_LIMIT_VARIABLE = "SCOUTER_MAX_IMAGE_PIXELS"
 
 
 @dataclass(frozen=True)
@@ -101,20 +110,61 @@ def balanced_limit(labels: Sequence[int], limit: int | None) -> np.ndarray:
     return np.sort(order)
 
 
+def apply_pixel_limit() -> None:
+    """Set Pillow's decompression-bomb limit from ``SCOUTER_MAX_IMAGE_PIXELS``, where it is set.
+
+    ``none`` (or ``0``) lifts the limit; a number of pixels sets it. Unset: Pillow's own limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million pixels) stays as it is.
+    """
+    value = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip().lower()
+    if not value:
+        return
+    if value in ("none", "0"):
+        Image.MAX_IMAGE_PIXELS = None
+        return
+    try:
+        Image.MAX_IMAGE_PIXELS = int(value)
+    except ValueError:
+        raise ValueError(
+            f"{PIXEL_LIMIT_VARIABLE}={value!r} is not a number of pixels: set it to an integer "
+            "(e.g. 500000000) or 'none' to lift the limit"
+        ) from None
+
+
+def too_large_message(path: Path, err: Exception) -> str:
+    """What a decompression-bomb refusal means, and the two ways to allow the image."""
+    return (
+        f"image '{path}' was not decoded: it has more pixels than Pillow's decompression-bomb "
+        f"limit allows ({err}). The file is not corrupt, only large — if you trust it, allow it "
+        f"with the environment variable {PIXEL_LIMIT_VARIABLE}=none (or a larger number of "
+        "pixels), or from Python PIL.Image.MAX_IMAGE_PIXELS = None, before reading; or downscale "
+        "the file"
+    )
+
+
 def decode_image(path: Path, mode: str = "RGB") -> np.ndarray:
     """Decode an image file to ``(H, W, C)`` uint8 (C = 3 for ``RGB``, 1 for ``L``).
 
+    16-bit and float images are scaled by their range (:mod:`scouter.data.pixels`), not clipped.
+
     Raises:
         CorruptImageError: naming the file when it cannot be decoded.
+        ImageTooLargeError: naming the file and how to allow it, when it is over Pillow's
+            decompression-bomb limit.
     """
+    apply_pixel_limit()
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert(mode))
+            array = pil_to_uint8(img, mode, what=f"image '{path}'")
     except FileNotFoundError as err:
         raise DatasetLayoutError(
             f"image '{path}' disappeared after the dataset was indexed"
         ) from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(too_large_message(path, err)) from err
+    except ImageValueError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
         raise CorruptImageError(
             f"cannot decode image '{path}' ({err}) — the file is corrupt or truncated; "
             "re-extract it, or pass skip_corrupt=True to drop unreadable images "
@@ -124,11 +174,15 @@ def decode_image(path: Path, mode: str = "RGB") -> np.ndarray:
 
 
 def _decodable(path: Path) -> bool:
+    apply_pixel_limit()
     try:
         with Image.open(path) as img:
             img.load()
         return True
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as err:
+        log.warning("skipping %s", too_large_message(path, err))
+        return False
+    except (OSError, SyntaxError, ValueError):
         return False
 
 

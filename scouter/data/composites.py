@@ -39,7 +39,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from scouter.data.base import DatasetLayoutError, select_classes
-from scouter.data.composites_cache import ensure_cache, open_cache
+from scouter.data.composites_cache import CacheReader, ensure_cache, open_cache
 from scouter.data.idx import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_ROOT,
@@ -264,7 +264,7 @@ class CompositesDataset(Dataset):
         self.targets = item_labels[self._order[np.arange(self.num_samples) % self._order.size]]
         self.stats = {"missing": 0, "corrupt": 0, "boxes_clipped": 0, "boxes_dropped": 0}
         self.cache_folder = ensure_cache(self, cache_dir) if cache else None
-        self._cached: dict[str, np.ndarray] | None = None
+        self._cached: CacheReader | None = None
 
     def __len__(self) -> int:
         return self.num_samples
@@ -282,10 +282,11 @@ class CompositesDataset(Dataset):
                 raise IndexError(f"composite index {index} out of range [0, {self.num_samples})")
             if self._cached is None:
                 self._cached = open_cache(self.cache_folder)
-            # Copies: transforms write into their inputs, the maps are read-only.
-            image = np.array(self._cached["images"][index])
-            mask = np.array(self._cached["masks"][index])
-            label = int(self._cached["labels"][index])
+            stored = self._cached.read(index)
+            if stored is None:  # a chunk that failed its checksum (warned): render it afresh
+                layers = self.render(index)
+                stored = (layers["image"], layers["mask"], layers["label"])
+            image, mask, label = stored
         return Sample(
             image=image,
             label=label,

@@ -151,6 +151,8 @@ class ScouterDataModule(pl.LightningDataModule):
         self.train_set: TransformedDataset | None = None
         self.val_set: TransformedDataset | None = None
         self.test_set: TransformedDataset | None = None
+        #: Splits whose images come from another split, with why (see :meth:`split_used`).
+        self.split_notes: dict[str, str] = {}
 
     def _read(self, split: str) -> Dataset:
         if split not in self._raw:
@@ -289,11 +291,31 @@ class ScouterDataModule(pl.LightningDataModule):
             self.train_set = TransformedDataset(train_raw, train_tf, parts["train"])
             self.val_set = TransformedDataset(train_raw, eval_tf, parts["val"])
         if self.dataset_name == "folder" and not (Path(self.root or ".") / "test").is_dir():
+            from pytorch_lightning.utilities import rank_zero_warn
+
             self.test_set = self.val_set
+            where = (
+                "its val/ folder"
+                if self._has_own_val()
+                else f"the {self.val_fraction:g} of the training images held out for validation "
+                f"(seed {self.seed})"
+            )
+            self.split_notes["test"] = (
+                f"'{Path(self.root or '.') / 'test'}' does not exist, so the test split is the "
+                f"validation images ({where}): results are validation results; add a test/ folder "
+                "for a separate test set"
+            )
+            rank_zero_warn(self.split_notes["test"])
         else:
             self.test_set = TransformedDataset(
                 self._read(_TEST_SPLIT.get(self.dataset_name, "test")), eval_tf
             )
+
+    def split_used(self, split: str) -> str:
+        """The split whose images ``split`` gives: ``"val"`` for ``"test"`` of a folder tree
+        without ``test/`` (:attr:`split_notes` says why), else ``split``."""
+        self.setup()
+        return "val" if split == "test" and "test" in self.split_notes else split
 
     def loader_settings(self, accelerator: str | None = None) -> dict[str, Any]:
         """``num_workers``, ``pin_memory`` and ``persistent_workers`` for this machine.

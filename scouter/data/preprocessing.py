@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scouter.data.pixels import SIXTEEN_BIT_MODES, array_to_uint8, pil_to_uint8
 from scouter.data.sample import Sample
 from scouter.data.transforms import SampleTransform, build_transforms
 from scouter.data_config import DataConfig, MissingDataConfigError, no_data_config_message
@@ -66,6 +67,10 @@ def transform_for(
     return build_transforms(train=train, augment=augment, seed=seed, **config.transform_kwargs())
 
 
+# PIL modes of one channel: read as grey, whatever their depth.
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F", *SIXTEEN_BIT_MODES)
+
+
 def _as_arrays(images: Any) -> list[np.ndarray]:
     from PIL import Image
 
@@ -82,27 +87,30 @@ def _as_arrays(images: Any) -> list[np.ndarray]:
             )
     elif isinstance(images, torch.Tensor):
         raise TypeError(
-            "preprocess takes raw images (PIL images or uint8 (H, W[, C]) numpy arrays), not "
+            "preprocess takes raw images (PIL images or (H, W[, C]) numpy arrays), not "
             "tensors: a tensor is usually preprocessed already"
         )
     if not isinstance(images, Sequence) or not images:
         raise ValueError("images must be a PIL image, a numpy array or a non-empty list of them")
     arrays = []
-    for item in images:
+    for index, item in enumerate(images):
+        what = "the image" if len(images) == 1 else f"image {index}"
         if isinstance(item, Sample):
             item = item.image
         if isinstance(item, Image.Image):
-            item = np.asarray(item.convert("L" if item.mode in ("1", "L", "I", "F") else "RGB"))
+            grey = item.mode in _GREY_MODES
+            item = pil_to_uint8(item, "L" if grey else "RGB", what=what)
         item = np.asarray(item)
-        if item.dtype != np.uint8:
-            raise ValueError(
-                f"images must be uint8 (0-255) as read from files, got dtype {item.dtype}"
-            )
         if item.ndim == 3 and item.shape[2] not in (1, 3):
             raise ValueError(f"an image must have 1 or 3 channels last, got shape {item.shape}")
         if item.ndim not in (2, 3):
             raise ValueError(f"an image must be (H, W) or (H, W, C), got shape {item.shape}")
-        arrays.append(item)
+        if item.shape[0] == 0 or item.shape[1] == 0:
+            raise ValueError(
+                f"{what} is empty ({item.shape[1]}x{item.shape[0]} pixels): pass an image of at "
+                "least 1x1 pixels (an empty crop or a failed read gives this)"
+            )
+        arrays.append(array_to_uint8(item, what=what))
     return arrays
 
 
@@ -111,11 +119,18 @@ def preprocess(model: Any, images: Any) -> torch.Tensor:
 
     Args:
         model: a classifier with a data config, a :class:`DataConfig` or its dict form.
-        images: a PIL image, a uint8 numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)``, a
-            :class:`~scouter.data.Sample`, or a list of them (sizes may differ).
+        images: a PIL image, a numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)``, a
+            :class:`~scouter.data.Sample`, or a list of them (sizes may differ). Pixels are read
+            by their type's range (:mod:`scouter.data.pixels`): 8-bit as they are, 16-bit
+            (``I;16``, uint16) as 0–65535, float (``F``, float arrays) as 0.0–1.0.
 
     Returns:
         ``(B, C, H, W)`` float32, resized, converted to the model's channels and normalised.
+
+    Raises:
+        ImageValueError: pixel values with no clear 0–255 reading (a float image outside 0–1,
+            32-bit integers outside 0–255), naming the image and the fix.
+        ValueError: an empty (0-pixel) image, or an array of no image shape.
     """
     transform = transform_for(model)
     arrays = _as_arrays(images)

@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with warnings.catch_warnings():  # printed below, once, in evaluate.py's own words
             warnings.simplefilter("ignore", DataConfigMismatchWarning)
+            warnings.filterwarnings("ignore", message=".*so the test split is the validation")
             prepared = prepare(options)
         for warning in prepared.warnings:
             print(f"evaluate.py: warning: {warning}", file=sys.stderr)
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvaluationError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
-    summary = {"images": results["num_images"]}
+    summary = {"split": results["dataset"]["split"], "images": results["num_images"]}
     if "accuracy" in results["metrics"]:
         summary["accuracy"] = round(results["metrics"]["accuracy"]["value"], 4)
     for name, doc in results["explanations"].items():

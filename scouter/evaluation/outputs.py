@@ -24,6 +24,12 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _split_shown(dataset: dict[str, Any]) -> str:
+    """The evaluated split, and the one asked for where they differ: ``val, as test``."""
+    requested = dataset.get("split_requested")
+    return f"{dataset['split']}, as {requested}" if requested else dataset["split"]
+
+
 def _export(
     prepared: PreparedEvaluation,
     results: dict[str, Any],
@@ -74,7 +80,7 @@ def _export(
     write_html_report(
         export / "report.html",
         title=f"SCOUTER evaluation: {model_config['backbone']} {prepared.model.config.variant} on "
-        f"{results['dataset']['name']} ({results['dataset']['split']})",
+        f"{results['dataset']['name']} ({_split_shown(results['dataset'])})",
         metrics=results["metrics"],
         rows=report_rows,
         explainers=results["explanations"],
@@ -87,6 +93,7 @@ def _export(
             "config": results["config_path"] or "(in memory)",
             "model": f"{model_config['backbone']}, {prepared.model.config.variant}, "
             f"{len(class_names)} classes",
+            "split": results["dataset"].get("split_note") or results["dataset"]["split"],
             "images evaluated": results["num_images"],
             "explained class": results["explained_class"],
             "explainers": ", ".join(results["explanations"]) or "(none)",

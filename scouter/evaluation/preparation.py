@@ -314,6 +314,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
     metrics, note = metrics_for_dataset(
         metrics, bool(explicit_metrics), dataset, data_section["dataset"]
     )
+    notes = [n for n in (datamodule.split_notes.get(options.split), note) if n]
 
     model = _load_checkpoint(checkpoint, model_section, num_classes, datamodule.in_chans)
     if model.num_classes != num_classes:
@@ -387,7 +388,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         device=device,
         explained_class=mode,
         least_similar=least_similar,
-        notes=[note] if note else [],
+        notes=notes,
         warnings=[mismatch] if mismatch else [],
         gridpg=gridpg,
     )

@@ -233,7 +233,13 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
             "name": data_section.get("dataset"),
             "root": data_section.get("root"),
             "options": data_section.get("dataset_options") or {},
-            "split": options.split,
+            # The split whose images were evaluated; where it is not the one asked for, both.
+            "split": prepared.datamodule.split_used(options.split),
+            **(
+                {"split_requested": options.split, "split_note": note}
+                if (note := prepared.datamodule.split_notes.get(options.split))
+                else {}
+            ),
             "class_names": class_names,
             "preprocessing": prepared.datamodule.data_config.to_dict(),
         },

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import numbers
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -36,6 +41,32 @@ class ClassifierOutput(NamedTuple):
     logits: torch.Tensor
     attention: torch.Tensor | None = None
     slot_attention: torch.Tensor | None = None
+
+
+class ModelConfigError(ValueError):
+    """A model config (e.g. a ``model.json``) with an unknown key or a value of the wrong type."""
+
+
+def _type_mismatch(value: Any, hint: Any) -> str | None:
+    """What ``hint`` expects, in words, if ``value`` does not fit it (None if it does)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        found = [_type_mismatch(value, arg) for arg in args]
+        return None if None in found else " or ".join(found)
+    if hint is type(None):
+        return None if value is None else "null"
+    if origin is Literal:
+        return None if value in args else f"one of {', '.join(map(repr, args))}"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return None if integral else "an integer"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is dict or hint is dict:
+        return None if isinstance(value, Mapping) else "an object (a dict of settings)"
+    return None
 
 
 @dataclass
@@ -87,13 +118,53 @@ class ModelConfig:
             raise ValueError(f"attention_norm must be one of {ATTENTION_NORMS}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build from a dict, naming unknown keys instead of ignoring them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def check(cls, data: Mapping[str, Any], source: str = "the model config") -> None:
+        """Check ``data``'s keys and value types (a partial config is fine).
+
+        Raises:
+            ModelConfigError: naming ``source``, each unknown key with the closest known one,
+                or the key, its expected type and the value found.
+        """
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(data) - set(hints))
         if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+            guesses = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), list(hints), n=1, cutoff=0.6)
+                guesses.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ModelConfigError(
+                f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(guesses)}; "
+                f"known keys: {', '.join(sorted(hints))}"
+            )
+        for key, value in data.items():
+            expected = _type_mismatch(value, hints[key])
+            if expected is not None:
+                raise ModelConfigError(
+                    f"{source}: {key!r} must be {expected}, got {value!r} "
+                    f"(a {type(value).__name__})"
+                )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "the model config") -> ModelConfig:
+        """Build from a dict, checking keys and types first (:meth:`check`).
+
+        Raises:
+            ModelConfigError: an unknown key (with the closest known one), a value of the wrong
+                type or an invalid value, naming ``source``.
+        """
+        cls.check(data, source)
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ModelConfigError(f"{source}: missing required key(s) {missing}")
+        try:
+            return cls(**data)
+        except ValueError as err:
+            raise ModelConfigError(f"{source}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

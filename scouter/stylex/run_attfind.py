@@ -12,6 +12,7 @@ the attributes together move the images and the coordinates the discriminator fi
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -225,6 +226,16 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     )
     held_images = images[options.num_images :].to(device)
     images = images[: options.num_images].to(device)
+    if len(images) < options.num_images:
+        # Say it before the search (which takes long), and record it in metrics.json.
+        print(
+            f"stylex.py attfind: note: --num-images {options.num_images} asks for more test "
+            f"images than these classes have ({len(images)} in the test split of "
+            f"{data.get('dataset', 'fashion_mnist')}{f', classes {classes}' if classes else ''}):"
+            f" searching all {len(images)}",
+            file=sys.stderr,
+            flush=True,
+        )
     if options.held_out_images and len(held_images) < options.held_out_images:
         raise StylexInputError(
             f"--held-out-images {options.held_out_images}: only {len(held_images)} test images "
@@ -267,6 +278,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     results: dict[str, Any] = {
         "checkpoint": str(options.checkpoint),
         "images": len(images),
+        "images_requested": int(options.num_images),
         "style_space_size": int(run_main.styles.shape[1]),
         "stable_images": int(run_main.keep.sum()),
         "effect": options.effect,

@@ -111,3 +111,87 @@ def test_cache_dir_that_is_a_file_names_the_folder_and_the_ways_out(fashion_root
     blocker.write_text("x")
     with pytest.raises(PermissionError, match=r"not_a_folder.*cache_dir.*SCOUTER_CACHE_DIR"):
         _make(fashion_root, blocker)
+
+
+# --- integrity (issue 29, item 5) ----------------------------------------------------------------
+
+
+def _sample_offset(path: Path, index: int) -> int:
+    """Byte offset of sample ``index`` in a ``.npy`` file of (N, ...) uint8 samples."""
+    with path.open("rb") as handle:
+        np.lib.format.read_magic(handle)
+        shape, _, _ = np.lib.format.read_array_header_1_0(handle)
+        return handle.tell() + index * int(np.prod(shape[1:]))
+
+
+def test_bytes_corrupted_at_the_same_size_are_never_served(
+    fashion_root, cache, monkeypatch, caplog
+):
+    from scouter.data import composites_cache
+
+    monkeypatch.setattr(composites_cache, "_CHUNK_BYTES", 48 * 48 * 4 * 4)  # 4 samples a chunk
+    built = _make(fashion_root, cache).cache_folder
+    images = built / "images.npy"
+    size = images.stat().st_size
+    with images.open("r+b") as handle:  # 1 001 pixels of sample 9, in place
+        handle.seek(_sample_offset(images, 9) + 100)
+        handle.write(bytes(1001))
+    assert images.stat().st_size == size
+    fresh = _make(fashion_root, None)
+    served = _make(fashion_root, cache)  # the size check passes: the checksum must catch it
+    assert served.cache_folder == built
+    with caplog.at_level("WARNING", logger="scouter.data.composites_cache"):
+        for index in range(len(fresh)):
+            assert np.array_equal(served[index].image, fresh[index].image), index
+    warnings = [r.getMessage() for r in caplog.records if "checksum" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once per chunk and process
+    assert f"samples 8-11 of {images} fail their checksums" in warnings[0]
+    assert "delete the folder" in warnings[0] and "cache: false" in warnings[0]
+    # The next run rebuilds the folder, and serves it again from the cache.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scouter.data.composites_cache"):
+        rebuilt = _make(fashion_root, cache)
+    assert any("rebuilding" in r.getMessage() for r in caplog.records)
+    assert not (built / "CORRUPT").exists()
+    assert np.array_equal(rebuilt[9].image, fresh[9].image)
+    assert rebuilt._cached.read(9) is not None  # served from the rebuilt cache, not re-rendered
+
+
+def test_a_truncated_cache_file_is_rebuilt_or_named_not_an_mmap_crash(fashion_root, cache, caplog):
+    from scouter.data.composites_cache import CorruptCacheError, open_cache
+
+    built = _make(fashion_root, cache).cache_folder
+    masks = built / "masks.npy"
+    with masks.open("r+b") as handle:
+        handle.truncate(masks.stat().st_size - 1000)
+    # A reader opening it (a worker of a run that built it earlier) names the file and the fix.
+    with pytest.raises(CorruptCacheError, match=rf"{masks}.*truncated.*delete the folder"):
+        open_cache(built)
+    # A new run rebuilds it, saying why.
+    with caplog.at_level("WARNING", logger="scouter.data.composites_cache"):
+        rebuilt = _make(fashion_root, cache)
+    assert any(
+        "rebuilding" in r.getMessage() and "truncated" in r.getMessage() for r in caplog.records
+    )
+    assert np.array_equal(rebuilt[5].mask, _make(fashion_root, None)[5].mask)
+    # An unreadable meta.json is rebuilt too.
+    (built / "meta.json").write_text("{not json")
+    assert np.array_equal(_make(fashion_root, cache)[5].image, _make(fashion_root, None)[5].image)
+
+
+def test_a_format_1_cache_gets_a_new_key_and_stays_readable_by_its_old_readers(
+    fashion_root, cache, monkeypatch
+):
+    from scouter.data import composites_cache
+
+    dataset = _make(fashion_root, cache)
+    key = cache_key(dataset)
+    monkeypatch.setattr(composites_cache, "FORMAT_VERSION", 1)
+    assert cache_key(dataset) != key  # an old cache is never reinterpreted, only rebuilt beside
+    monkeypatch.undo()
+    # A format-1 folder (no version, no checksums) that a running process already uses.
+    folder = dataset.cache_folder
+    meta = {"key": folder.name, "num_samples": len(dataset), "split": "train"}
+    (folder / "meta.json").write_text(__import__("json").dumps(meta))
+    reader = composites_cache.open_cache(folder)
+    assert np.array_equal(reader.read(4)[0], _make(fashion_root, None)[4].image)

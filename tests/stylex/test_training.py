@@ -267,6 +267,28 @@ def test_bad_attfind_settings_fail_with_the_fix(cli_run, tmp_path, change, messa
         run(options)
 
 
+def test_more_images_asked_than_the_test_split_has_says_how_many_are_used(
+    cli_run, tmp_path, capsys
+):
+    """Issue 29, item 16: 16 test images of classes 0 and 1 exist; 100 000 were asked for."""
+    options = AttFindOptions(
+        str(cli_run[0] / "ckpt" / "last.ckpt"),
+        str(tmp_path / "o"),
+        num_images=100_000,
+        k=2,
+        random_draws=1,
+        show_images=1,
+        discriminator_images=2,
+    )
+    results = run(options)
+    assert (results["images"], results["images_requested"]) == (16, 100_000)
+    note = capsys.readouterr().err
+    assert "--num-images 100000 asks for more test images than these classes have (16 " in note
+    assert "searching all 16" in note
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert (metrics["images"], metrics["images_requested"]) == (16, 100_000)
+
+
 def test_attfind_out_that_is_a_file_fails(cli_run, tmp_path):
     (tmp_path / "file").write_text("x")
     options = AttFindOptions(str(cli_run[0] / "ckpt" / "last.ckpt"), str(tmp_path / "file"))
