@@ -245,7 +245,7 @@ def test_original_checkpoints_and_paper_recipes_keep_the_reference_normalisation
     assert scouter.load_model(path, attention_norm="abs").config.attention_norm == "abs"
     for name in scouter.list_models("scouter_*"):
         norm = scouter.models.zoo.get_model_entry(name).config.attention_norm
-        paper = any(tag in name for tag in ("imagenet100", "cub200", "mnist"))
+        paper = name.endswith(("_imagenet100", "_cub200", "_resnet18_mnist"))
         assert norm == ("reference" if paper else TRAINING_ATTENTION_NORM), name
 
 
