@@ -36,7 +36,14 @@ class ScouterCLI(LightningCLI):
       runs, so ``--ckpt_path last`` finds the run's own ``last.ckpt``;
     * ``fit --ckpt_path last`` without a ``last.ckpt`` yet (a preempted job resubmitted before its
       first checkpoint, or the first submission of a resumable job) starts a new run and says so;
-      ``validate`` / ``test`` / ``predict --ckpt_path last`` without one fail naming the folder.
+      ``validate`` / ``test`` / ``predict --ckpt_path last`` without one fail naming the folder;
+    * checkpoints are only read with the safe loader (``--ckpt_path`` here, and the module's
+      :class:`~scouter.training.safe_checkpoint_io.SafeCheckpointIO`); ``weights_only`` is not an
+      option;
+    * before any work: ``--ckpt_path`` is a file, the loggers' and checkpoint folders are
+      writable, the training split gives at least one batch; parse errors are one line naming
+      the key (:mod:`scouter.training.cli_errors`); ``limit_*_batches`` keep the type written
+      (:mod:`scouter.training.cli_checks`).
     """
 
     @staticmethod
