@@ -10,7 +10,12 @@ Examples:
     python train.py fit --help
 """
 
-from scouter.training.cli import main
+import sys
+
+from scouter.training.cli import USER_ERRORS, main
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except USER_ERRORS as error:  # a bad input: the message names it and the fix, no traceback
+        sys.exit(f"train.py: error: {error}")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from scouter.evaluation.options import EvaluationError
+from scouter.suggest import with_hint
 
 log = logging.getLogger("scouter.evaluation")
 
@@ -60,10 +60,7 @@ def check_model_section(section: dict[str, Any]) -> None:
     unknown = [key for key in section if key not in valid]
     if not unknown:
         return
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(str(key), valid, n=1)
-        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    hints = [with_hint(str(key), valid) for key in unknown]
     raise _error(
         f"unknown key(s) in the config's model section: {', '.join(hints)}; valid keys: "
         f"{', '.join(sorted(valid))}"

@@ -30,7 +30,9 @@ from scouter.training.run_checks import (
     check_checkpoint_matches,
     check_fc_warmup_fits,
     check_model_fits_data,
+    check_training_batches,
 )
+from scouter.training.safe_checkpoint_io import use_safe_checkpoint_io
 
 # Where the two-stage state (has the xSlot stage begun?) is kept in a checkpoint.
 _STAGE_KEY = "scouter_training_stage"
@@ -445,11 +447,15 @@ class ScouterModule(pl.LightningModule):
     # --- checks and checkpoints -------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        # Before Lightning reads any ckpt_path (it does so after setup): weights_only=True only.
+        use_safe_checkpoint_io(self.trainer)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             check_model_fits_data(self.model, datamodule)
         if stage == "fit":
             check_fc_warmup_fits(self.fc_warmup_epochs, self.trainer.max_epochs)
+            if datamodule is not None:
+                check_training_batches(datamodule, self.trainer.world_size)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """Callbacks every run needs: the random states saved and restored for exact resume."""
