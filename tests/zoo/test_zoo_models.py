@@ -105,3 +105,25 @@ def test_torch_hub_lists_and_loads_every_trained_model():
     for folder in SHIPPED:
         model = torch.hub.load(str(REPO), folder.name, source="local", trust_repo=True)
         assert model.zoo_entry == folder.name and model.class_names is not None
+
+
+def test_the_readme_zoo_example_runs_as_written_on_a_users_image(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    from skimage import data as photos
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Model zoo") :]
+    code = section[
+        section.index("```python\n") + 10 : section.index("```", section.index("```python\n") + 10)
+    ]
+    assert len([line for line in code.splitlines() if line and not line.startswith("#")]) <= 5
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.asarray(photos.astronaut())).save("my_image.png")  # a user's photo
+    namespace: dict = {}
+    exec(compile(code, "README.md (Model zoo)", "exec"), namespace)  # noqa: S102
+    result = namespace["result"]
+    assert result.maps.shape[0] == 1 and result.predicted_names[0] in namespace["model"].class_names
+    assert sorted(p.name for p in (tmp_path / "explanations").iterdir()) == [
+        f"image0_{result.predicted_names[0]}.png".replace("/", "_")
+    ]
