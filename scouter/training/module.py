@@ -25,7 +25,7 @@ from scouter.models.zoo import create_model, get_model_entry
 from scouter.training.freezing import freeze_backbone_stages
 from scouter.training.nonfinite import gradients_finite, non_finite_error
 from scouter.training.optimization import build_optimization
-from scouter.training.resume import RandomStateResume
+from scouter.training.resume import RandomStateResume, TrainLoaderResume
 from scouter.training.run_checks import (
     check_checkpoint_matches,
     check_fc_warmup_fits,
@@ -458,8 +458,8 @@ class ScouterModule(pl.LightningModule):
                 check_training_batches(datamodule, self.trainer.world_size)
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        """Callbacks every run needs: the random states saved and restored for exact resume."""
-        return [RandomStateResume()]
+        """Callbacks every run needs for exact resume: the data position and the random states."""
+        return [TrainLoaderResume(), RandomStateResume()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_CONFIG_KEY] = self.model.config.to_dict()

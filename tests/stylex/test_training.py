@@ -126,8 +126,14 @@ def cli_run(tmp_path_factory, idx_root, classifier_ckpt):
             "enable_model_summary": False,
             "callbacks": [
                 {
-                    "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(folder / "ckpt"), "save_last": True},
+                    # as the shipped configs/stylex: last.ckpt always the latest run's
+                    "class_path": "scouter.training.ScouterCheckpoint",
+                    "init_args": {
+                        "dirpath": str(folder / "ckpt"),
+                        "filename": "stylex-step{step:06d}",
+                        "monitor": None,
+                        "save_last": True,
+                    },
                 }
             ],
         },
