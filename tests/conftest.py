@@ -24,8 +24,16 @@ ORACLE_MISSING = (
     f"CI provides them; to run these exactness tests, set {ORACLE_ENV} to a folder of those files"
 )
 
-# Two cores here: more threads than that only add contention.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread per process, for the tests and for every process they start (train.py, evaluate.py,
+# DDP workers, bench drivers inherit os.environ). Each test's tensors are tiny, so a second thread
+# gains little alone; on a busy machine OpenMP's threads spin-wait for each other at every
+# parallel region while the cores are taken by others, and the suite collapsed (one test 18 s alone,
+# 1 056 s beside a training). A single thread degrades only as much as the machine does.
+# bench/RESULTS.md "Test suite threads" has the measurements.
+TEST_THREADS = "1"
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_name] = TEST_THREADS
+torch.set_num_threads(int(TEST_THREADS))
 
 # Dataset caches (composites) of the whole session, subprocesses included, go to a temporary
 # folder, never into the user's home.
