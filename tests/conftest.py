@@ -25,12 +25,12 @@ ORACLE_MISSING = (
 )
 
 # One thread per process, for the tests and for every process they start (train.py, evaluate.py,
-# DDP workers, bench drivers inherit os.environ). Each test's tensors are tiny, so a second thread
-# gains little alone; on a busy machine OpenMP's threads spin-wait for each other at every
-# parallel region while the cores are taken by others, and the suite collapsed (one test 18 s alone,
-# 1 056 s beside a training). A single thread degrades only as much as the machine does.
-# bench/RESULTS.md "Test suite threads" has the measurements.
-TEST_THREADS = "1"
+# DDP workers and bench drivers inherit os.environ). Every OpenMP parallel region waits for its
+# slowest thread: on a busy machine the scheduler sets one of two threads aside for other processes
+# and every small op stalls, spinning meanwhile. The suite collapsed so (one test 18 s alone,
+# 1 056 s beside a training); one thread per process degrades only as much as the machine does.
+# bench/RESULTS.md "Test suite threads" has the measurements; SCOUTER_TEST_THREADS=N compares.
+TEST_THREADS = os.environ.get("SCOUTER_TEST_THREADS", "1")
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_name] = TEST_THREADS
 torch.set_num_threads(int(TEST_THREADS))
