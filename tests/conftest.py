@@ -24,8 +24,16 @@ ORACLE_MISSING = (
     f"CI provides them; to run these exactness tests, set {ORACLE_ENV} to a folder of those files"
 )
 
-# Two cores here: more threads than that only add contention.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread per process, for the tests and for every process they start (train.py, evaluate.py,
+# DDP workers and bench drivers inherit os.environ). Every OpenMP parallel region waits for its
+# slowest thread: on a busy machine the scheduler sets one of two threads aside for other processes
+# and every small op stalls, spinning meanwhile. The suite collapsed so (one test 18 s alone,
+# 1 056 s beside a training); one thread per process degrades only as much as the machine does.
+# bench/RESULTS.md "Test suite threads" has the measurements; SCOUTER_TEST_THREADS=N compares.
+TEST_THREADS = os.environ.get("SCOUTER_TEST_THREADS", "1")
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_name] = TEST_THREADS
+torch.set_num_threads(int(TEST_THREADS))
 
 # Dataset caches (composites) of the whole session, subprocesses included, go to a temporary
 # folder, never into the user's home.
