@@ -319,7 +319,10 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             for n in shown.nonzero().flatten()[: options.show_images]
         }
         rows, files = export.export_attributes(run_main, out, names[target], target, picks, options)
-        sections.append(export.attribute_section(f"class {target}: {names[target]}", rows, files))
+        curves = {key: entry[key] for key in ("sufficiency", "random", "baseline") if key in entry}
+        sections.append(
+            export.attribute_section(f"class {target}: {names[target]}", rows, files, curves)
+        )
         results["targets"][names[target]] = entry
     if len(names) == 2 and len(picks_by_target) == 2:
         merged = af.merge_two_classes(picks_by_target[0], picks_by_target[1], options.k)
@@ -345,7 +348,8 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
         f"|S| = {results['style_space_size']}; attributes ranked by {options.effect} change; "
         f"an edit moves a coordinate {run_main.shift:g}x its distance to its min or max; "
-        "pairs: reconstruction | edited, p = p(class). "
+        "pairs: reconstruction | edited, p = p(class); the GIF beside them flickers between the "
+        "two. "
         + (
             f"Discriminator filter: a coordinate whose edit changes D by more than "
             f"{options.discriminator_threshold:g} on one of {options.discriminator_images} images "
