@@ -305,10 +305,10 @@ def export_attributes(
     target: int,
     picks: list[Any],
     options: Any,
-) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Each attribute's pairs (reconstruction | edited) and flicker GIF, the class's top-4
     figure and its attributes applied together, for the first ``options.show_images`` of
-    ``run``'s images not classified as ``target``; returns the report rows and, per row, its
+    ``run``'s images (a :class:`~scouter.stylex.run_attfind.StyleSpaceSearch`) not classified as ``target``; returns the report rows and, per row, its
     files' bytes (``png``, ``gif``) and its ``pairs`` (reconstruction and edited PNG bytes with
     their p(class)) for :func:`attribute_section`."""
     eligible = run.eligible(target)
