@@ -14,7 +14,7 @@ Examples:
 import sys
 
 from scouter.stylex.cli import main
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 if __name__ == "__main__":
     try:

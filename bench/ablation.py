@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.runs import REPO, merge, run_logged  # noqa: E402
+from bench.runs import REPO, Run, merge, spread  # noqa: E402
 
 OS16 = {"model": {"backbone_kwargs": {"output_stride": 16}}}
 WARM = {"model": {"fc_warmup_epochs": 1}}
@@ -315,11 +314,6 @@ def variant_config(name: str, args: argparse.Namespace, extra: dict | None = Non
     config["model"]["backbone_kwargs"] = dict(changes.get("model", {}).get("backbone_kwargs", {}))
     if base_name == "fc":
         config["model"].pop("fc_warmup_epochs", None)
-    for logger in config["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = str(args.out / "runs" / name)
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ScouterCheckpoint"):
-            callback["init_args"]["dirpath"] = str(args.out / "checkpoints" / name)
     return config
 
 
@@ -332,42 +326,14 @@ def train_and_evaluate(variant: str, args: argparse.Namespace) -> dict[str, Any]
     name = run_name(variant, args.seed)
     config = variant_config(variant, args)
     config["seed_everything"] = args.seed
-    for logger in config["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = str(args.out / "runs" / name)
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ScouterCheckpoint"):
-            callback["init_args"]["dirpath"] = str(args.out / "checkpoints" / name)
-    config_path = args.out / "configs" / f"{name}.yaml"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    ckpt_dir = args.out / "checkpoints" / name
-    timing = args.out / "logs" / f"{name}-fit.seconds"
-    if not timing.is_file():
-        start = time.perf_counter()
-        run_logged(
-            [sys.executable, "train.py", "fit", "--config", str(config_path)],
-            args.out / "logs" / f"{name}-fit.log",
-        )
-        timing.write_text(f"{time.perf_counter() - start:.1f}\n")
-    best = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt")[-1]
-    evaluate = [sys.executable, "evaluate.py", "--checkpoint", str(best)]
-    evaluate += ["--config", str(config_path), "--no-progress", "--device", "cpu"]
-    results = args.out / "results" / name
+    run = Run(**spread(args.out, name))
+    run.fit(config)
     scouter = VARIANTS[variant][0] != "fc"
     # SCOUTER: its attention and the attention's split of the score (both one forward pass).
     explainers = ["slot", "slot_contribution"] if scouter else ["gradcam"]
-    for what, metrics, limit, names in (
-        ("accuracy", "accuracy", args.acc_limit, []),
-        ("maps", "area,precision", args.map_limit, explainers),
-    ):
-        done = results / what / "results.json"
-        if done.is_file() and set(names) <= set(json.loads(done.read_text())["explanations"]):
-            continue
-        cmd = evaluate + ["--metrics", metrics, "--limit", str(limit), "--out", str(results / what)]
-        cmd += ["--explainers", ",".join(names)] if names else []
-        run_logged(cmd, args.out / "logs" / f"{name}-{what}.log")
-    accuracy = json.loads((results / "accuracy" / "results.json").read_text())
-    maps = json.loads((results / "maps" / "results.json").read_text())["explanations"]
+    accuracy = run.evaluate("accuracy", "accuracy", args.acc_limit)
+    maps = run.evaluate("maps", "area,precision", args.map_limit, ",".join(explainers))
+    maps = maps["explanations"]
     row = {
         "variant": name,
         "what": VARIANTS[variant][2],
@@ -376,8 +342,8 @@ def train_and_evaluate(variant: str, args: argparse.Namespace) -> dict[str, Any]
         "explainer": explainers[0],
         "area": maps[explainers[0]]["metrics"]["area"]["value"],
         "precision": maps[explainers[0]]["metrics"]["precision"]["value"],
-        "train_seconds": float(timing.read_text()),
-        "val_acc": val_curve(args.out / "runs" / name),
+        "train_seconds": run.seconds,
+        "val_acc": val_curve(run.runs),
     }
     if scouter:
         row["contribution_area"] = maps["slot_contribution"]["metrics"]["area"]["value"]

@@ -34,9 +34,7 @@ import argparse
 import json
 import math
 import platform
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,8 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.runs import REPO, merge, run_logged  # noqa: E402
+from bench import runs  # noqa: E402
+from bench.runs import REPO, merge, point_folders  # noqa: E402
 
 MODELS = ("fc", "scouter_pos", "scouter_neg")
 METRICS = ("accuracy", "area", "precision", "insertion", "deletion")
@@ -119,15 +118,9 @@ def run_config(
     changes = PROFILES[profile]["train"].get(dataset, {})
     config = merge(base, DATASET_OPTIONS.get(dataset, {}), changes)
     config["seed_everything"] = seed
-    trainer = config["trainer"]
-    trainer["enable_progress_bar"] = False
+    point_folders(config, run_dir / "runs", run_dir / "checkpoints")
     if device.startswith("cuda"):
-        trainer["accelerator"], trainer["devices"] = "gpu", 1
-    for logger in trainer.get("logger", []):
-        logger["init_args"]["save_dir"] = str(run_dir / "runs")
-    for callback in trainer.get("callbacks", []):
-        if callback["class_path"].endswith("ScouterCheckpoint"):
-            callback["init_args"]["dirpath"] = str(run_dir / "checkpoints")
+        config["trainer"]["accelerator"], config["trainer"]["devices"] = "gpu", 1
     return config
 
 
@@ -250,63 +243,19 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-# --- subprocess plumbing ------------------------------------------------------------------------
-
-
-class Run:
-    """One (dataset, model, seed): its folder, training and evaluations, each done once."""
+class Run(runs.Run):
+    """One (dataset, model, seed) in ``<out>/<dataset>/<model>/seed<seed>``."""
 
     def __init__(self, dataset: str, model: str, seed: int, args: argparse.Namespace) -> None:
         self.dataset, self.model, self.seed, self.args = dataset, model, seed, args
         self.dir = args.out / dataset / model / f"seed{seed}"
-        self.config = self.dir / "config.yaml"
-        self.timing = self.dir / "fit.seconds"
+        super().__init__(**runs.in_folder(self.dir), device=args.device)
 
     def train(self) -> None:
         base = yaml.safe_load((REPO / "configs" / self.dataset / f"{self.model}.yaml").read_text())
-        config = run_config(
-            base, self.dataset, self.seed, self.args.profile, self.dir, self.args.device
+        self.fit(
+            run_config(base, self.dataset, self.seed, self.args.profile, self.dir, self.args.device)
         )
-        text = yaml.safe_dump(config, sort_keys=False)
-        if self.timing.is_file():
-            if self.config.is_file() and self.config.read_text() == text:
-                return
-            # The shipped config changed since this run: its model and results are stale.
-            print(f"{self.dir}: config changed, training again", flush=True)
-            self.timing.unlink()
-        # A run killed mid-way, or a stale one, starts again cleanly.
-        for stale in ("checkpoints", "runs", "results"):
-            subprocess.run(["rm", "-rf", str(self.dir / stale)], check=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(text)
-        start = time.perf_counter()
-        run_logged(
-            [sys.executable, "train.py", "fit", "--config", str(self.config)], self.dir / "fit.log"
-        )
-        self.timing.write_text(f"{time.perf_counter() - start:.1f}\n")
-
-    def best(self) -> Path:
-        found = sorted(
-            p for p in (self.dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"
-        )
-        if not found:
-            raise RuntimeError(f"{self.dir} has no best checkpoint; see {self.dir / 'fit.log'}")
-        return found[-1]
-
-    def evaluate(self, name: str, metrics: str, limit: int | None, explainers: str | None) -> dict:
-        out = self.dir / "results" / name
-        result = out / "results.json"
-        done = json.loads(result.read_text()) if result.is_file() else None
-        wanted = set(explainers.split(",")) if explainers else set()
-        if done is None or not wanted <= set(done.get("explanations", {})):
-            cmd = [sys.executable, "evaluate.py", "--checkpoint", str(self.best())]
-            cmd += ["--config", str(self.config), "--no-progress", "--device", self.args.device]
-            cmd += ["--metrics", metrics, "--out", str(out)]
-            cmd += [] if limit is None else ["--limit", str(limit)]
-            cmd += [] if explainers is None else ["--explainers", explainers]
-            run_logged(cmd, self.dir / f"evaluate-{name}.log")
-            done = json.loads(result.read_text())
-        return done
 
     def rows(self, explainers: list[str] | None) -> list[dict]:
         limits = PROFILES[self.args.profile]["eval"]
@@ -323,7 +272,7 @@ class Run:
                 row[metric] = doc["metrics"][metric]["value"]
             for metric in ("insertion", "deletion"):
                 row[metric] = curves["explanations"][explainer]["metrics"][metric]["value"]
-            row["train_seconds"] = float(self.timing.read_text())
+            row["train_seconds"] = self.seconds
             out.append(row)
         return out
 

@@ -21,25 +21,18 @@ import argparse
 import copy
 import json
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.runs import REPO, run_logged  # noqa: E402
+from bench.runs import REPO, Run, spread  # noqa: E402
 
 
-def dataset_config(base: dict, dataset: str, out: Path, run: str, device: str = "cpu") -> dict:
+def dataset_config(base: dict, dataset: str, device: str = "cpu") -> dict:
     """A training config for ``dataset`` derived from the Fashion-MNIST demo config."""
     config = copy.deepcopy(base)
-    config["trainer"]["enable_progress_bar"] = False
     config["trainer"]["accelerator"] = "gpu" if device.startswith("cuda") else "cpu"
-    for logger in config["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = str(out / "runs" / dataset / run)
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ScouterCheckpoint"):
-            callback["init_args"]["dirpath"] = str(out / "checkpoints" / dataset / run)
     if dataset == "fashion_mnist":
         config["data"]["dataset_options"] = {"object_masks": True}
     else:
@@ -57,63 +50,19 @@ def dataset_config(base: dict, dataset: str, out: Path, run: str, device: str = 
 def train_and_evaluate(dataset: str, variant: str, lam: float | None, args) -> dict:
     base = yaml.safe_load((REPO / "configs" / "fashion_mnist" / f"{variant}.yaml").read_text())
     name = variant if lam is None else f"{variant}-lam{lam:g}"
-    config = dataset_config(base, dataset, args.out, name, args.device)
+    config = dataset_config(base, dataset, args.device)
     if lam is not None:
         config["model"]["lambda_area"] = lam
-    config_path = args.out / "configs" / dataset / f"{name}.yaml"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    logs = args.out / "logs" / dataset
-    ckpt_dir = args.out / "checkpoints" / dataset / name
-    timing = args.out / "logs" / dataset / f"{name}-fit.seconds"
-
-    def trained() -> list[Path]:
-        return sorted(
-            (p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"),
-            key=lambda p: p.stat().st_mtime,
-        )
-
-    if not trained() or not timing.is_file():  # a rerun reuses finished trainings
-        start = time.perf_counter()
-        run_logged(
-            [sys.executable, "train.py", "fit", "--config", str(config_path)],
-            logs / f"{name}-fit.log",
-        )
-        timing.write_text(f"{time.perf_counter() - start:.1f}\n")
-    train_seconds = float(timing.read_text())
-    best = trained()[-1]
-    results_dir = args.out / "results" / dataset / name
-    evaluate = [
-        sys.executable,
-        "evaluate.py",
-        "--checkpoint",
-        str(best),
-        "--config",
-        str(config_path),
-        "--no-progress",
-        "--device",
-        args.device,
-    ]
-    if not (results_dir / "accuracy" / "results.json").is_file():  # reruns reuse results
-        run_logged(
-            evaluate + ["--metrics", "accuracy", "--out", str(results_dir / "accuracy")],
-            logs / f"{name}-acc.log",
-        )
-    if not (results_dir / "explanations" / "results.json").is_file():
-        run_logged(
-            evaluate
-            + ["--metrics", "area,precision,insertion,deletion", "--limit", str(args.limit)]
-            + ["--out", str(results_dir / "explanations")],
-            logs / f"{name}-explain.log",
-        )
-    accuracy = json.loads((results_dir / "accuracy" / "results.json").read_text())
-    explained = json.loads((results_dir / "explanations" / "results.json").read_text())
+    run = Run(**spread(args.out, f"{dataset}/{name}"), device=args.device)
+    run.fit(config)
+    accuracy = run.evaluate("accuracy", "accuracy")
+    explained = run.evaluate("explanations", "area,precision,insertion,deletion", args.limit)
     ((explainer, doc),) = explained["explanations"].items()
     row = {
         "dataset": dataset,
         "variant": variant,
         "lambda": lam,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(run.seconds, 1),
         "accuracy": accuracy["metrics"]["accuracy"]["value"],
         "explainer": explainer,
         "explained_class": explained["explained_class"],

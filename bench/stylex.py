@@ -28,9 +28,7 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,18 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import machine_description  # noqa: E402
+from bench.runs import RunFailed, run_logged, run_side_by_side  # noqa: E402
 from scouter.stylex.attfind_options import EFFECTS  # noqa: E402
-
-
-def timed(command: list[str], log: Path, cwd: Path = REPO) -> float:
-    """Run ``command`` in ``cwd``, its output into ``log``; seconds taken."""
-    start = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with log.open("w") as handle:
-        done = subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed (exit {done.returncode}); see {log}")
-    return time.perf_counter() - start
 
 
 def fit_command(args: argparse.Namespace, work: Path, name: str, extra: list[str]) -> list[str]:
@@ -76,27 +64,14 @@ def fit_command(args: argparse.Namespace, work: Path, name: str, extra: list[str
 
 
 def fit_side_by_side(commands: dict[str, list[str]], work: Path) -> dict[str, float]:
-    """Run the fits at once, one process each; seconds each took (wall clock, shared CPU)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    start, running, seconds = time.perf_counter(), {}, {}
-    for name, command in commands.items():
-        log = (work / f"{name}.log").open("w")
-        running[name] = (
-            subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env),
-            log,
+    """Run the fits at once, one process each, output in ``<work>/<name>.log``; seconds each took
+    (wall clock, shared CPU)."""
+    try:
+        return run_side_by_side(
+            {name: (cmd, work / f"{name}.log") for name, cmd in commands.items()}
         )
-    while running:
-        for name, (process, log) in list(running.items()):
-            if process.poll() is not None:
-                log.close()
-                if process.returncode != 0:
-                    sys.exit(
-                        f"{name} training failed (exit {process.returncode}); see {work / name}.log"
-                    )
-                seconds[name] = time.perf_counter() - start
-                del running[name]
-        time.sleep(1)
-    return seconds
+    except RunFailed as err:
+        sys.exit(f"{err.log.stem} training failed (exit {err.returncode}); see {err.log}")
 
 
 def stage(args: argparse.Namespace, name: str, run: Callable[[], float]) -> float:
@@ -276,7 +251,7 @@ def main() -> None:
         results["classifier_seconds"] = stage(
             args,
             "classifier",
-            lambda: timed(
+            lambda: run_logged(
                 [
                     sys.executable,
                     str(REPO / "train.py"),
@@ -298,7 +273,7 @@ def main() -> None:
     results["classifier"] = str(args.classifier)
     # The explained classifier's test accuracy (all its classes), through evaluate.py.
     accuracy_out = args.work / "classifier_accuracy"
-    timed(
+    run_logged(
         [
             sys.executable,
             "evaluate.py",
@@ -333,13 +308,13 @@ def main() -> None:
             stage(
                 args,
                 name,
-                lambda command=command, name=name: timed(command, args.work / f"{name}.log"),
+                lambda command=command, name=name: run_logged(command, args.work / f"{name}.log"),
             )
     done = json.loads(record.read_text())
     results["stylex_seconds"], results["baseline_seconds"] = done["stylex"], done["baseline"]
     results["fits_side_by_side"] = args.jobs > 1
     out = args.work / "attfind"
-    results["attfind_command_seconds"] = timed(
+    results["attfind_command_seconds"] = run_logged(
         [
             sys.executable,
             "stylex.py",
@@ -376,4 +351,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFailed as err:  # the failing command and its log, without a traceback
+        sys.exit(str(err))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import recipes
+from bench import recipes, runs
 from scouter.data.idx import FASHION_MNIST_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def test_each_profile_writes_to_its_own_folder():
 def _finished_run(tmp_path, monkeypatch) -> tuple[recipes.Run, list]:
     """A run trained once (train.py replaced by a stub that records its calls)."""
     calls: list = []
-    monkeypatch.setattr(recipes, "run_logged", lambda cmd, log: calls.append(cmd))
+    monkeypatch.setattr(runs, "run_logged", lambda cmd, log: calls.append(cmd) or 1.0)
     args = type("Args", (), {"out": tmp_path, "profile": "cpu", "device": "cpu"})()
     run = recipes.Run("composites", "fc", 0, args)
     run.train()

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import Tensor, nn
 
+from scouter.devices import resolve_device
 from scouter.evaluation.checks import (
     check_finite_weights,
     check_model_section,
@@ -103,18 +103,6 @@ def _parse_names(names: Sequence[str] | str | None) -> list[str] | None:
         names = [names]
     parsed = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
     return list(dict.fromkeys(parsed))
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise EvaluationError(f"invalid device {device!r}: {error}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError(f"device {device!r} requested but CUDA is not available")
-    return resolved
 
 
 def _load_checkpoint(
@@ -279,7 +267,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         raise EvaluationError(
             f"preprocessing must be one of {PREPROCESSING_SOURCES}, got {options.preprocessing!r}"
         )
-    device = _resolve_device(options.device)
+    device = resolve_device(options.device, EvaluationError)
 
     config, config_path = _load_config(options.config)
     data_section = _section(config, "data")

@@ -1,6 +1,7 @@
 """A self-contained HTML report of an evaluation run.
 
-One file, no server, no JavaScript: inline CSS, images embedded as base64 PNG data URIs. Written
+One file, no server, no JavaScript: inline CSS, images embedded as base64 PNG data URIs (the
+parts every report here shares: :mod:`scouter.export.report_parts`). Written
 atomically (temporary file + ``os.replace``, :mod:`scouter.atomic_io`) like every results file.
 
 What it shows (docs/metrics.md#html-report):
@@ -22,9 +23,6 @@ window however many explainers or classes there are. All text is HTML-escaped.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import numbers
 import os
@@ -32,10 +30,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from scouter.export.overlay import to_uint8_image
+from scouter.export.report_parts import (
+    data_uri,
+    escape,
+    figure,
+    key_value_table,
+    number,
+    page,
+    png_data_uri,
+    scalar,
+    value_html,
+)
 from scouter.export.results_io import atomic_write_text
 
 __all__ = ["OVERLAY_NORMALISATION", "CLASS_MAP_NORMALISATION", "png_data_uri", "write_html_report"]
@@ -53,127 +58,18 @@ CLASS_MAP_NORMALISATION = (
     "blue; jet, opacity 0.4"
 )
 
-_CSS = """
-*, *::before, *::after { box-sizing: border-box; }
-body { font-family: system-ui, sans-serif; margin: 16px; color: #222; max-width: 100%;
-       line-height: 1.35; }
-h1 { font-size: 22px; overflow-wrap: anywhere; } h2 { font-size: 18px; margin-top: 28px; }
-h3 { font-size: 15px; margin: 4px 0 6px; overflow-wrap: anywhere; }
-p.note { font-size: 13px; color: #444; max-width: 70em; }
-.scroll { max-width: 100%; overflow-x: auto; }
-table { border-collapse: collapse; margin: 6px 0; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
-th { background: #f0f0f0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.best { font-weight: 700; background: #eef7ee; }
-.sub { display: block; font-size: 11px; color: #666; font-weight: 400; }
-.wrong { color: #b00020; font-weight: 600; }
-.cards { display: flex; flex-wrap: wrap; gap: 12px; max-width: 100%; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 10px; max-width: 100%;
-        min-width: 0; }
-.card dl { margin: 0; display: grid; grid-template-columns: max-content minmax(0, 1fr);
-           gap: 2px 12px; font-size: 13px; }
-.card dt { font-weight: 600; } .card dd { margin: 0; overflow-wrap: anywhere; }
-.card ul { margin: 0; padding-left: 16px; }
-.image-card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 10px; margin: 10px 0;
-              max-width: 100%; }
-.image-head { font-size: 14px; margin-bottom: 6px; overflow-wrap: anywhere; }
-.image-head .id { font-family: monospace; font-weight: 600; margin-right: 12px; }
-.maps { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; max-width: 100%; }
-.strip { display: flex; flex-wrap: nowrap; gap: 6px; overflow-x: auto; max-width: 100%;
-         padding-bottom: 4px; }
-figure { margin: 0; flex: 0 0 auto; width: 132px; text-align: center; }
-figure img { width: 128px; height: 128px; display: block; margin: 0 auto; }
-figcaption { font-size: 11px; overflow-wrap: anywhere; }
-figure.true img { outline: 3px solid #1b7f3b; outline-offset: -3px; }
-figure.predicted figcaption .name { font-weight: 700; }
-table.small { font-size: 12px; }
-.legend { display: flex; align-items: center; gap: 8px; font-size: 12px; margin: 6px 0;
-          flex-wrap: wrap; }
-.legend img { width: 256px; height: 14px; display: block; }
-.legend .ticks { display: flex; justify-content: space-between; width: 256px; }
-img.plot { max-width: 100%; height: auto; display: block; }
-"""
-
-
-def png_data_uri(image: Any) -> str:
-    """``data:image/png;base64,...`` of an image (see :func:`~scouter.export.to_uint8_image`)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8_image(image)).save(buffer, format="PNG")
-    return _bytes_uri(buffer.getvalue())
-
-
-def _bytes_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, np.generic):
-        value = value.item()
-    return value
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    value = _scalar(value)
-    if value is None:
-        return "NaN"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        return "NaN" if math.isnan(value) else f"{value:.{digits}f}"
-    return _e(value)
-
-
-def _value_html(value: Any) -> str:
-    """A value as HTML: numbers formatted, mappings as a nested list (never one long line)."""
-    value = _scalar(value)
-    if isinstance(value, Mapping):
-        if not value:
-            return "<span class='sub'>none</span>"
-        items = "".join(f"<li>{_e(k)}: {_value_html(v)}</li>" for k, v in value.items())
-        return f"<ul>{items}</ul>"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_value_html(v) for v in value)
-    if value is None:
-        return "None"
-    return _number(value)
-
 
 def _legend(note: str, cmap: str) -> str:
     from scouter.export.report_plots import colour_bar
 
     return (
         "<div class='legend'>"
-        f"<div><img class='colour-bar' alt='colour scale {_e(cmap)}: 0 (low) to 1 (high)' "
+        f"<div><img class='colour-bar' alt='colour scale {escape(cmap)}: 0 (low) to 1 (high)' "
         f"src='{png_data_uri(colour_bar(cmap))}'>"
         "<div class='ticks'><span>0</span><span>0.25</span><span>0.5</span><span>0.75</span>"
         "<span>1</span></div></div>"
-        f"<div>{_e(note)}</div></div>"
+        f"<div>{escape(note)}</div></div>"
     )
-
-
-def _key_value_table(entries: Mapping[str, Any], css_class: str = "") -> str:
-    rows = []
-    for name, value in entries.items():
-        value = _scalar(value)
-        if isinstance(value, Mapping) and "value" in value:  # {"value": ..., "settings": ...}
-            main = value["value"]
-            details = {k: v for k, v in value.items() if k != "value"}
-            cell = f"{_value_html(main)}<span class='sub'>{_value_html(details)}</span>"
-        else:
-            cell = _value_html(value)
-        rows.append(f"<tr><th>{_e(name)}</th><td>{cell}</td></tr>")
-    cls = f" class='{css_class}'" if css_class else ""
-    return f"<div class='scroll'><table{cls}>" + "".join(rows) + "</table></div>"
 
 
 def _metric_names(explainers: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -190,25 +86,25 @@ def _explainer_table(explainers: Mapping[str, Mapping[str, Any]]) -> str:
         scored = []
         for explainer, doc in explainers.items():
             summary = (doc.get("metrics") or {}).get(metric)
-            value = _scalar(summary.get("value")) if isinstance(summary, Mapping) else None
+            value = scalar(summary.get("value")) if isinstance(summary, Mapping) else None
             if isinstance(value, numbers.Real) and math.isfinite(value):
                 higher = bool(summary.get("higher_is_better", True))
                 scored.append((value if higher else -value, explainer))
         scored.sort(reverse=True)
         if len(scored) > 1 and scored[0][0] > scored[1][0]:  # a tie has no best
             best[metric] = scored[0][1]
-    head = "".join(f"<th>{_e(m)}{_direction(explainers, m)}</th>" for m in names)
+    head = "".join(f"<th>{escape(m)}{_direction(explainers, m)}</th>" for m in names)
     out = ["<div class='scroll'><table class='explainer-metrics'><tr><th>explainer</th>", head]
     out.append("</tr>")
     for explainer, doc in explainers.items():
-        cells = [f"<th>{_e(explainer)}</th>"]
+        cells = [f"<th>{escape(explainer)}</th>"]
         for metric in names:
             summary = (doc.get("metrics") or {}).get(metric)
             if not isinstance(summary, Mapping):
                 cells.append("<td></td>")
                 continue
-            text = _number(summary.get("value"))
-            std = _scalar(summary.get("std"))
+            text = number(summary.get("value"))
+            std = scalar(summary.get("std"))
             if isinstance(std, numbers.Real) and math.isfinite(std):
                 text += f" ± {std:.4f}"
             counts = []
@@ -236,12 +132,14 @@ def _explainer_settings(explainers: Mapping[str, Mapping[str, Any]]) -> str:
     """One card per explainer: its own settings, then each metric's settings, as lists."""
     cards = []
     for explainer, doc in explainers.items():
-        entries = [f"<dt>explainer</dt><dd>{_value_html(doc.get('settings') or {})}</dd>"]
+        entries = [f"<dt>explainer</dt><dd>{value_html(doc.get('settings') or {})}</dd>"]
         for metric, summary in (doc.get("metrics") or {}).items():
             if isinstance(summary, Mapping) and summary.get("settings"):
-                entries.append(f"<dt>{_e(metric)}</dt><dd>{_value_html(summary['settings'])}</dd>")
+                entries.append(
+                    f"<dt>{escape(metric)}</dt><dd>{value_html(summary['settings'])}</dd>"
+                )
         cards.append(
-            f"<div class='card settings'><h3>{_e(explainer)}</h3><dl>{''.join(entries)}</dl></div>"
+            f"<div class='card settings'><h3>{escape(explainer)}</h3><dl>{''.join(entries)}</dl></div>"
         )
     return "<div class='cards'>" + "".join(cards) + "</div>"
 
@@ -256,7 +154,7 @@ def _curves(explainers: Mapping[str, Mapping[str, Any]]) -> str:
             summary = (doc.get("metrics") or {}).get(mode)
             if isinstance(summary, Mapping) and summary.get("mean_curve") is not None:
                 curves.setdefault(explainer, {})[mode] = summary["mean_curve"]
-                aucs.setdefault(explainer, {})[mode] = _scalar(summary.get("value"))
+                aucs.setdefault(explainer, {})[mode] = scalar(summary.get("value"))
     png = curves_png(curves, aucs) if curves else None
     if png is None:
         return ""
@@ -265,19 +163,11 @@ def _curves(explainers: Mapping[str, Mapping[str, Any]]) -> str:
         "(images whose curve is undefined left out) of the explained class's probability as the "
         "most salient pixels are inserted into a blurred copy or deleted "
         "(docs/metrics.md#insertion-and-deletion).</p>"
-        f"<img class='plot curves' alt='insertion and deletion curves' src='{_bytes_uri(png)}'>"
+        f"<img class='plot curves' alt='insertion and deletion curves' src='{data_uri(png)}'>"
     )
 
 
 _ROW_KEYS = {"id", "true", "predicted", "probability", "explained", "image", "overlays", "metrics"}
-
-
-def _figure(image: Any, caption: str, css_class: str = "") -> str:
-    cls = f" class='{css_class}'" if css_class else ""
-    return (
-        f"<figure{cls}><img alt='{_e(caption)}' src='{png_data_uri(image)}'>"
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
 
 
 def _per_image_metrics(values: Mapping[str, Mapping[str, Any]]) -> str:
@@ -287,12 +177,12 @@ def _per_image_metrics(values: Mapping[str, Mapping[str, Any]]) -> str:
         return ""
     out = [
         "<div class='scroll'><table class='small'><tr><th>explainer</th>",
-        "".join(f"<th>{_e(m)}</th>" for m in names),
+        "".join(f"<th>{escape(m)}</th>" for m in names),
         "</tr>",
     ]
     for explainer, per in values.items():
-        cells = "".join(f"<td class='num'>{_number(per.get(m, ''))}</td>" for m in names)
-        out.append(f"<tr><th>{_e(explainer)}</th>{cells}</tr>")
+        cells = "".join(f"<td class='num'>{number(per.get(m, ''))}</td>" for m in names)
+        out.append(f"<tr><th>{escape(explainer)}</th>{cells}</tr>")
     out.append("</table></div>")
     return "".join(out)
 
@@ -302,22 +192,22 @@ def _image_cards(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         true, predicted = row.get("true", ""), row.get("predicted", "")
         wrong = " class='wrong'" if str(true) != str(predicted) else ""
-        probability = _scalar(row.get("probability"))
+        probability = scalar(row.get("probability"))
         p = f" (p = {probability:.3f})" if isinstance(probability, numbers.Real) else ""
         head = (
-            f"<div class='image-head'><span class='id'>{_e(row.get('id', ''))}</span>"
-            f"true: <b>{_e(true)}</b> · predicted: <b{wrong}>{_e(predicted)}</b>{p}"
-            f" · explained: <b>{_e(row.get('explained', ''))}</b></div>"
+            f"<div class='image-head'><span class='id'>{escape(row.get('id', ''))}</span>"
+            f"true: <b>{escape(true)}</b> · predicted: <b{wrong}>{escape(predicted)}</b>{p}"
+            f" · explained: <b>{escape(row.get('explained', ''))}</b></div>"
         )
         figures = []
         if row.get("image") is not None:
-            figures.append(_figure(row["image"], "input"))
+            figures.append(figure(row["image"], "input"))
         for method, overlay in (row.get("overlays") or {}).items():
-            figures.append(_figure(overlay, str(method)))
+            figures.append(figure(overlay, str(method)))
         extra = {k: v for k, v in row.items() if k not in _ROW_KEYS}
         details = _per_image_metrics(row.get("metrics") or {})
         if extra:
-            details += _key_value_table(extra, "small")
+            details += key_value_table(extra, "small")
         out.append(
             f"<section class='image-card'>{head}<div class='maps'>{''.join(figures)}</div>"
             f"{details}</section>"
@@ -330,32 +220,32 @@ def _class_map_cards(class_maps: Sequence[Mapping[str, Any]]) -> str:
     for entry in class_maps:
         figures = []
         if entry.get("image") is not None:
-            figures.append(_figure(entry["image"], "input"))
+            figures.append(figure(entry["image"], "input"))
         for cls in entry.get("classes", ()):
             flags = [f for f in ("true", "predicted", "explained") if cls.get(f)]
-            score, probability = _scalar(cls.get("score")), _scalar(cls.get("probability"))
-            lines = [f"<span class='name'>{_e(cls.get('name', ''))}</span>"]
+            score, probability = scalar(cls.get("score")), scalar(cls.get("probability"))
+            lines = [f"<span class='name'>{escape(cls.get('name', ''))}</span>"]
             numbers_line = []
             if isinstance(score, numbers.Real):
                 numbers_line.append(f"score {score:.3f}")
             if isinstance(probability, numbers.Real):
                 numbers_line.append(f"p {probability:.3f}")
             if numbers_line:
-                lines.append(_e(" · ".join(numbers_line)))
+                lines.append(escape(" · ".join(numbers_line)))
             if flags:
-                lines.append(f"<i>{_e(', '.join(flags))}</i>")
+                lines.append(f"<i>{escape(', '.join(flags))}</i>")
             figures.append(
-                f"<figure class='{' '.join(flags)}'><img alt='{_e(cls.get('name', ''))}' "
+                f"<figure class='{' '.join(flags)}'><img alt='{escape(cls.get('name', ''))}' "
                 f"src='{png_data_uri(cls['overlay'])}'><figcaption>{'<br>'.join(lines)}"
                 "</figcaption></figure>"
             )
-        note = f"<div class='sub'>{_e(entry['note'])}</div>" if entry.get("note") else ""
+        note = f"<div class='sub'>{escape(entry['note'])}</div>" if entry.get("note") else ""
         true, predicted = entry.get("true", ""), entry.get("predicted", "")
         wrong = " class='wrong'" if str(true) != str(predicted) else ""
         out.append(
             f"<section class='image-card class-maps'><div class='image-head'>"
-            f"<span class='id'>{_e(entry.get('id', ''))}</span>true: <b>{_e(true)}</b> · "
-            f"predicted: <b{wrong}>{_e(predicted)}</b>{note}</div>"
+            f"<span class='id'>{escape(entry.get('id', ''))}</span>true: <b>{escape(true)}</b> · "
+            f"predicted: <b{wrong}>{escape(predicted)}</b>{note}</div>"
             f"<div class='strip'>{''.join(figures)}</div></section>"
         )
     return "".join(out)
@@ -421,16 +311,11 @@ def write_html_report(
     Returns:
         The destination path.
     """
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-    ]
+    parts = []
     if settings:
-        parts.append("<h2>Run</h2>" + _key_value_table(settings, "run"))
+        parts.append("<h2>Run</h2>" + key_value_table(settings, "run"))
     if metrics:
-        parts.append("<h2>Classification</h2>" + _key_value_table(metrics, "classification"))
+        parts.append("<h2>Classification</h2>" + key_value_table(metrics, "classification"))
     if explainers:
         parts.append("<h2>Explainers compared</h2>")
         parts.append(
@@ -455,5 +340,4 @@ def write_html_report(
         parts.append(f"<p class='note'>{_class_maps_intro(sign)} Green frame: the true class.</p>")
         parts.append(_legend("Maps: " + class_map_normalisation + ".", cmap))
         parts.append(_class_map_cards(class_maps))
-    parts.append("</body></html>\n")
-    return atomic_write_text(path, "".join(parts))
+    return atomic_write_text(path, page(title, parts))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scouter.export.report import _bytes_uri, _e, _figure, _key_value_table, _number
+from scouter.export.report_parts import data_uri, escape, figure, key_value_table, number
 
 __all__ = ["gridpg_section"]
 
@@ -24,13 +24,15 @@ _COLUMNS = (
 
 
 def _summary_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
-    head = "".join(f"<th>{_e(label)}</th>" for _, label in _COLUMNS)
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in _COLUMNS)
     out = [f"<div class='scroll'><table class='gridpg'><tr><th>explainer</th>{head}</tr>"]
     for name, summary in summaries.items():
-        cells = "".join(f"<td class='num'>{_number(summary.get(key))}</td>" for key, _ in _COLUMNS)
+        cells = "".join(f"<td class='num'>{number(summary.get(key))}</td>" for key, _ in _COLUMNS)
         evidence = (summary.get("settings") or {}).get("evidence", "for")
         note = " <span class='sub'>evidence against (share outside the cell)</span>"
-        out.append(f"<tr><th>{_e(name)}{note if evidence == 'against' else ''}</th>{cells}</tr>")
+        out.append(
+            f"<tr><th>{escape(name)}{note if evidence == 'against' else ''}</th>{cells}</tr>"
+        )
     out.append("</table></div>")
     return "".join(out)
 
@@ -40,14 +42,14 @@ def _grid_cards(grids: list[Mapping[str, Any]]) -> str:
     for grid in grids:
         classes = grid.get("classes", [])
         caption = f"grid {grid.get('grid', '')}"
-        rows = [f"<div class='maps'>{_figure(grid['image'], caption)}</div>"]
+        rows = [f"<div class='maps'>{figure(grid['image'], caption)}</div>"]
         for name, overlays in (grid.get("overlays") or {}).items():
             scores = (grid.get("scores") or {}).get(name, [])
             figures = []
             for k, overlay in enumerate(overlays):
-                score = _number(scores[k]) if k < len(scores) else ""
+                score = number(scores[k]) if k < len(scores) else ""
                 label = classes[k] if k < len(classes) else str(k)
-                figures.append(_figure(overlay, f"{name}: {label} (cell {k}) · {score}"))
+                figures.append(figure(overlay, f"{name}: {label} (cell {k}) · {score}"))
             rows.append(f"<div class='strip'>{''.join(figures)}</div>")
         out.append(f"<section class='image-card gridpg-grid'>{''.join(rows)}</section>")
     return "".join(out)
@@ -68,13 +70,13 @@ def gridpg_section(gridpg: Mapping[str, Any]) -> str:
     summaries = gridpg.get("summaries") or {}
     size = settings.get("size", "n")
     parts = [
-        f"<h2>Grid pointing game ({_e(size)}×{_e(size)}, {_e(settings.get('geometry', ''))})</h2>",
+        f"<h2>Grid pointing game ({escape(size)}×{escape(size)}, {escape(settings.get('geometry', ''))})</h2>",
         "<p class='note'>Each grid tiles images of distinct classes that the model(s) classified "
         "correctly with a probability at or above the threshold. For each cell's class the "
         "explanation of the whole grid is computed; the score is the share of its positive mass "
         "inside that class's cell (chance: one over the number of cells). An all-zero map "
         "scores 0 and is counted (docs/metrics.md#grid-pointing-game).</p>",
-        _key_value_table(settings, "small"),
+        key_value_table(settings, "small"),
         _summary_table(summaries),
     ]
     chance = {n: s.get("chance") for n, s in summaries.items()}
@@ -84,7 +86,7 @@ def gridpg_section(gridpg: Mapping[str, Any]) -> str:
         parts.append(
             "<p class='note'>Boxes: quartiles and median; whiskers: 1.5 × IQR; diamond: mean; "
             "dashed: chance.</p>"
-            f"<img class='plot gridpg-box' alt='GridPG box plot' src='{_bytes_uri(png)}'>"
+            f"<img class='plot gridpg-box' alt='GridPG box plot' src='{data_uri(png)}'>"
         )
     if gridpg.get("grids"):
         parts.append(

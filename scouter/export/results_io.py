@@ -127,6 +127,12 @@ def _results_text(results: Mapping[str, Any]) -> str:
     return json.dumps(_plain(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` (the results files' rule, for other JSON files too):
+    tensors and NumPy values as Python numbers / lists, NaN and ±inf as ``None``."""
+    return _plain(value)
+
+
 def write_per_image_csv(
     path: str | os.PathLike,
     rows: Iterable[Mapping[str, Any]],

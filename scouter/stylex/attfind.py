@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 TOWARDS = ("min", "max")
 

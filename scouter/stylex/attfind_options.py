@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 EFFECTS = ("probability", "logit")
 # Per effect unit: (threshold of a large change for the unstable filter, explained threshold).
@@ -105,31 +102,6 @@ def unit_thresholds(options: AttFindOptions) -> tuple[float, float]:
         large if options.threshold is None else float(options.threshold),
         explained if options.explained_threshold is None else float(options.explained_threshold),
     )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise StylexInputError(
-            f"--device {name!r} is not a device ({error}): use auto, cpu or cuda"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise StylexInputError(f"--device {name!r}: CUDA is not available here; use --device cpu")
-    return device
-
-
-def finite_json(value: Any) -> Any:
-    """``value`` with NaN / inf floats as ``None`` (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    return value
 
 
 def parse_args(argv: list[str] | None) -> AttFindOptions:

@@ -1,7 +1,7 @@
 """Reloading a trained StylEx (generator, encoder, discriminator and its classifier) safely.
 
-The ``.ckpt`` written during ``stylex.py fit`` holds the classifier's weights, its model config
-and its preprocessing, so AttFind needs only this one file; it is read with
+The ``.ckpt`` written during ``stylex.py fit`` holds the classifier's weights, its model config,
+its preprocessing and its class names (when it has them), so AttFind needs only this one file; it is read with
 ``torch.load(weights_only=True)`` (:func:`scouter.checkpoints.safe_torch_load`).
 """
 
@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from scouter.stylex.module import CLASSIFIER_CONFIG_KEY, PREPROCESSING_KEY, StylexModule
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
+from scouter.stylex.module import (
+    CLASS_NAMES_KEY,
+    CLASSIFIER_CONFIG_KEY,
+    PREPROCESSING_KEY,
+    StylexModule,
+)
 
 
 def load_stylex(path: str | Path) -> StylexModule:
@@ -38,6 +43,7 @@ def load_stylex(path: str | Path) -> StylexModule:
     config = dict(obj[CLASSIFIER_CONFIG_KEY])
     config.update(pretrained=False, pretrained_file=None)  # the weights come from this file
     classifier = build_classifier(config)
+    classifier.class_names = obj.get(CLASS_NAMES_KEY)  # None when the classifier had none
     module = StylexModule(classifier=classifier, **settings)
     module.load_state_dict(obj["state_dict"])
     module.hparams["classifier"] = recorded_path

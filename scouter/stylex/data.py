@@ -16,9 +16,29 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 _IDX_SETS = {"fashion_mnist": ("FashionMNIST", 10), "mnist": ("MNIST", 10)}
+
+
+def _idx_set(dataset: str) -> tuple[str, int]:
+    """``(torchvision name, number of classes)`` of an IDX set StylEx reads."""
+    if dataset not in _IDX_SETS:
+        raise StylexInputError(
+            f"StylEx data.dataset must be one of {sorted(_IDX_SETS)}, got {dataset!r}"
+        )
+    return _IDX_SETS[dataset]
+
+
+def dataset_class_names(dataset: str) -> list[str]:
+    """The class names of an IDX set StylEx reads, index = label (as its dataset reader names
+    them: Fashion-MNIST's garments, MNIST's digits)."""
+    from scouter.data.idx import FASHION_MNIST_CLASSES
+
+    _, num_classes = _idx_set(dataset)
+    if dataset == "fashion_mnist":
+        return list(FASHION_MNIST_CLASSES)
+    return [str(label) for label in range(num_classes)]
 
 
 def load_idx_images(
@@ -35,10 +55,7 @@ def load_idx_images(
     """
     from scouter.data.idx import FASHION_MNIST_ROOT, find_idx_pair, read_idx
 
-    if dataset not in _IDX_SETS:
-        raise StylexInputError(
-            f"StylEx data.dataset must be one of {sorted(_IDX_SETS)}, got {dataset!r}"
-        )
+    torchvision_name, num_classes = _idx_set(dataset)
     if root is None:
         if dataset != "fashion_mnist":
             raise StylexInputError(f"data.root is required for {dataset!r} (a folder of IDX files)")
@@ -48,7 +65,6 @@ def load_idx_images(
             f"data.root {root!r} is not a folder: point it at the official IDX files "
             "({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])"
         )
-    torchvision_name, num_classes = _IDX_SETS[dataset]
     image_path, label_path = find_idx_pair(Path(root), split, torchvision_name)
     images, labels = read_idx(image_path), read_idx(label_path).astype(np.int64)
     keep = np.arange(len(labels))

@@ -1,13 +1,12 @@
 """Showing found attributes: image pairs with p(class) written on them, flicker GIFs, HTML.
 
 Every file is written atomically (:mod:`scouter.atomic_io`); the HTML report is one
-self-contained file in the style of ``evaluate.py``'s (inline CSS, images as data URIs).
+self-contained file built from the evaluation report's parts (:mod:`scouter.export.report_parts`),
+laid out as the paper's figures.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,19 +16,16 @@ import numpy as np
 import torch
 
 from scouter.atomic_io import atomic_write_bytes, atomic_write_text
+from scouter.export.report_parts import (
+    data_uri,
+    escape,
+    figure_html,
+    key_value_table,
+    number,
+    page,
+)
 from scouter.stylex import attfind as af
 from scouter.stylex import metrics as sm
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; } h3 { font-size: 15px; }
-table { border-collapse: collapse; margin: 8px 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { display: inline-block; margin: 0 6px 4px 0; text-align: center; }
-figcaption { font-size: 11px; }
-"""
 
 
 def to_pil(image: torch.Tensor, scale: int = 3) -> Any:
@@ -135,61 +131,171 @@ def write_attribute_files(
     return files
 
 
-def _uri(kind: str, data: bytes) -> str:
-    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+# The StylEx parts of the report; everything else is the house style (scouter.export.report_parts).
+_STYLE = """
+.attribute-row { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: flex-start; }
+.pairs { display: flex; flex-wrap: wrap; gap: 8px; flex: 0 1 auto; min-width: 0; }
+.pair { display: flex; gap: 2px; border: 1px solid #ddd; border-radius: 4px; padding: 3px;
+        flex: 0 0 auto; }
+.pair figure, figure.flicker { width: auto; }
+.pair figure img { width: 64px; height: 64px; image-rendering: pixelated; }
+figure.flicker { max-width: 100%; }
+figure.flicker img { width: auto; height: auto; max-width: 100%; max-height: 64px;
+                     image-rendering: pixelated; }
+.pair figure.edited figcaption { font-weight: 700; }
+.attribute.together { background: #f7f7fb; }
+details > summary { cursor: pointer; font-size: 15px; font-weight: 600; margin: 20px 0 6px; }
+"""
+# results entries shown in their own tables, not among the settings.
+_RECONSTRUCTION = {
+    "reconstruction_l1": "reconstruction L1 ([-1, 1] scale)",
+    "agreement": "classifier agreement on reconstructions",
+    "kl": "mean KL(C(x) ‖ C(x′))",
+}
+_CURVE_LABELS = {
+    "sufficiency": "StylEx",
+    "random": "random coordinates",
+    "baseline": "unconditioned StyleSpace baseline",
+}
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f'<td class="num">{value:.4g}</td>'
-    if isinstance(value, int):
-        return f'<td class="num">{value}</td>'
-    return f"<td>{html.escape(str(value))}</td>"
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
 
 
-def table_html(rows: Sequence[Mapping[str, Any]]) -> str:
-    """An HTML table of dict rows (columns: the first row's keys)."""
-    if not rows:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(_cell(r.get(k)) for k in rows[0]) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def curve_table(curves: Mapping[str, Sequence[float | None]], css_class: str = "") -> str:
+    """Sufficiency@k curves as a table: one row per label, one column per k (1, 2, …)."""
+    curves = {label: values for label, values in curves.items() if values}
+    if not curves:
+        return ""
+    k = max(len(values) for values in curves.values())
+    head = "".join(f"<th>k={i}</th>" for i in range(1, k + 1))
+    body = "".join(
+        f"<tr><th>{escape(label)}</th>"
+        + "".join(f"<td class='num'>{number(v, 2)}</td>" for v in values)
+        + "</tr>"
+        for label, values in curves.items()
+    )
+    cls = f" class='{css_class}'" if css_class else ""
+    return f"<div class='scroll'><table{cls}><tr><th></th>{head}</tr>{body}</table></div>"
+
+
+def _curve_label(key: str) -> str:
+    """``sufficiency`` → ``StylEx``, ``held_out_random`` → ``random coordinates, held-out``."""
+    held_out = key.startswith("held_out_")
+    label = _CURVE_LABELS.get(key.removeprefix("held_out_"), key)
+    return f"{label}, held-out images" if held_out else label
+
+
+def _pair(pair: Mapping[str, Any]) -> str:
+    """One (reconstruction, edited) pair with the class probability under each."""
+    return (
+        "<div class='pair'>"
+        + figure_html(
+            data_uri(pair["reconstruction"]),
+            "reconstruction",
+            f"p {pair['p_reconstruction']:.2f}",
+            "reconstruction",
+        )
+        + figure_html(data_uri(pair["edited"]), "edited", f"→ p {pair['p_edited']:.2f}", "edited")
+        + "</div>"
+    )
+
+
+def _caption(row: Mapping[str, Any], class_name: str) -> str:
+    """What one attribute is: its coordinate, direction and effect, and what it did here."""
+    change = f"mean change of p({escape(class_name)}) on the images shown: "
+    change += f"<b>{_signed(row['mean_p_change'])}</b>"
+    if row.get("layer") == "":  # all attributes applied together
+        return f"<b>{escape(row['coordinate'])}</b> (what sufficiency@k measures) · {change}"
+    number_ = str(row["name"]).rsplit("_attr", 1)[-1]
+    return (
+        f"<b>Attribute {escape(number_)}</b>: StyleSpace coordinate <b>{escape(row['coordinate'])}"
+        f"</b> (layer {escape(row['layer'])}, channel {escape(row['channel'])}) moved towards its "
+        f"<b>{escape(row['towards'])}</b> · effect {_signed(float(row['mean_effect']))} "
+        f"{escape(row['effect_unit'])} (mean over the {escape(row['images'])} images it was "
+        f"chosen on) · {change}"
+    )
 
 
 def attribute_section(
-    title: str, rows: Sequence[Mapping[str, Any]], files: Sequence[Mapping[str, bytes]]
+    title: str,
+    rows: Sequence[Mapping[str, Any]],
+    files: Sequence[Mapping[str, Any]],
+    curves: Mapping[str, Sequence[float | None]] | None = None,
 ) -> str:
-    """One class's section: its attribute table and, per attribute, the pairs and the GIF."""
-    figures = "".join(
-        f'<figure><img src="{_uri("png", f["png"])}"><figcaption>{html.escape(str(r["name"]))}'
-        f'</figcaption></figure><figure><img src="{_uri("gif", f["gif"])}"><figcaption>flicker'
-        "</figcaption></figure><br>"
-        for r, f in zip(rows, files, strict=True)
+    """One class's section, laid out as the paper's figures: per attribute one row of
+    (reconstruction, edited) pairs side by side, captioned with its coordinate, direction and
+    effect, its flicker GIF beside it; then all attributes together; then the class's
+    sufficiency@k curves (label → values, optional)."""
+    class_name = title.split(": ", 1)[-1]
+    cards = []
+    for row, file in zip(rows, files, strict=True):
+        together = " together" if row.get("layer") == "" else ""
+        pairs = "".join(_pair(pair) for pair in file.get("pairs", ()))
+        gif = figure_html(
+            data_uri(file["gif"], "gif"), f"{row['name']} flicker", "flicker", "flicker"
+        )
+        cards.append(
+            f"<section class='image-card attribute{together}'>"
+            f"<div class='image-head'>{_caption(row, class_name)}</div>"
+            f"<div class='attribute-row'><div class='pairs'>{pairs}</div>{gif}</div></section>"
+        )
+    table = curve_table({_curve_label(k): v for k, v in (curves or {}).items()}, "sufficiency")
+    if table:
+        table = f"<h3>Sufficiency@k, {escape(class_name)}</h3>{table}"
+    return (
+        f"<h2>{escape(title)}</h2>{''.join(cards) if cards else '<p>(no image to show)</p>'}{table}"
     )
-    return f"<h2>{html.escape(title)}</h2>{table_html(rows)}{figures}"
 
 
 def write_report(
     path: Path, title: str, metrics: Mapping[str, Any], sections: Sequence[str], notes: str = ""
 ) -> Path:
-    """The self-contained HTML report: run metrics, notes, then the class sections."""
-    flat = [
-        {"metric": k, "value": v} for k, v in metrics.items() if not isinstance(v, (list, dict))
-    ]
-    curves = [
-        {"metric": k, "value": ", ".join(f"{x:.2f}" for x in v)}
+    """The self-contained HTML report (the evaluation report's style): the reconstructions'
+    quality, the sufficiency@k curves averaged over classes, the class sections, then every
+    other scalar of ``metrics`` under "Settings"."""
+    parts = [f"<p class='note'>{escape(notes)}</p>"] if notes else []
+    quality = {label: metrics[k] for k, label in _RECONSTRUCTION.items() if k in metrics}
+    baseline = metrics.get("baseline_reconstruction")
+    if isinstance(baseline, Mapping):
+        quality.update(
+            {
+                f"baseline: {label}": baseline[k]
+                for k, label in _RECONSTRUCTION.items()
+                if k in baseline
+            }
+        )
+    if quality:
+        parts.append("<h2>Reconstructions</h2>" + key_value_table(quality, "reconstruction"))
+    means = {
+        _curve_label(key.removeprefix("mean_")): value
+        for key, value in metrics.items()
+        if key.startswith("mean_") and isinstance(value, list)
+    }
+    if means:
+        parts.append(
+            "<h2>Sufficiency@k, mean over classes</h2><p class='note'>Among the images whose "
+            "reconstruction is not classified as the class, the share that is after its top-k "
+            "attributes are applied together (docs/stylex.md).</p>"
+            + curve_table(means, "sufficiency mean")
+        )
+    parts.extend(sections)
+    settings = {
+        k: v
         for k, v in metrics.items()
-        if isinstance(v, list) and all(isinstance(x, float) for x in v)
-    ]
-    body = (
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>"
-        f"{table_html(flat + curves)}{''.join(sections)}"
-    )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>"
-    )
-    return atomic_write_text(path, page)
+        if k not in _RECONSTRUCTION
+        and not k.startswith("mean_")
+        and not isinstance(v, Mapping)
+        and not (isinstance(v, list) and any(isinstance(x, (Mapping, list)) for x in v))
+    }
+    if settings:
+        parts.append(
+            "<details><summary>Settings</summary>"
+            + key_value_table(settings, "settings")
+            + "</details>"
+        )
+    return atomic_write_text(path, page(title, parts, _STYLE))
 
 
 def export_attributes(
@@ -199,10 +305,12 @@ def export_attributes(
     target: int,
     picks: list[Any],
     options: Any,
-) -> tuple[list[dict[str, Any]], list[dict[str, bytes]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Each attribute's pairs (reconstruction | edited) and flicker GIF, the class's top-4
     figure and its attributes applied together, for the first ``options.show_images`` of
-    ``run``'s images not classified as ``target``; returns the report rows and files."""
+    ``run``'s images (a :class:`~scouter.stylex.run_attfind.StyleSpaceSearch`) not classified as ``target``; returns the report rows and, per row, its
+    files' bytes (``png``, ``gif``) and its ``pairs`` (reconstruction and edited PNG bytes with
+    their p(class)) for :func:`attribute_section`."""
     eligible = run.eligible(target)
     rows_idx = eligible.nonzero().flatten()[: options.show_images]
     if len(rows_idx) == 0:
@@ -216,6 +324,20 @@ def export_attributes(
     p_recon = run.base_logits[rows_idx].softmax(1)[:, target].tolist()
     rows, files, sheets = [], [], []
     safe = "".join(ch if ch.isalnum() else "_" for ch in class_name)
+    recon_png = [png_bytes(to_pil(image)) for image in recon]
+
+    def pairs(edited: torch.Tensor, p_edit: list[float]) -> list[dict[str, Any]]:
+        """The report's (reconstruction, edited) pairs, each image with p(class)."""
+        return [
+            {
+                "reconstruction": r,
+                "edited": png_bytes(to_pil(e)),
+                "p_reconstruction": pr,
+                "p_edited": pe,
+            }
+            for r, e, pr, pe in zip(recon_png, edited, p_recon, p_edit, strict=True)
+        ]
+
     for j, attribute in enumerate(picks):
         edited = sm.synthesize_all(
             run.model,
@@ -227,7 +349,8 @@ def export_attributes(
         layer, channel = run.module.generator.coordinate(attribute.coordinate)
         name = f"{safe}_attr{j + 1}"
         sheet = pair_sheet(recon, edited, p_recon, p_edit, class_name)
-        files.append(write_attribute_files(images_out, name, sheet, flicker_frames(recon, edited)))
+        written = write_attribute_files(images_out, name, sheet, flicker_frames(recon, edited))
+        files.append({**written, "pairs": pairs(edited, p_edit)})
         sheets.append(sheet)
         rows.append(
             {
@@ -260,9 +383,8 @@ def export_attributes(
         p_together = sm.classify_all(run.model, together).softmax(1)[:, target].tolist()
         name = f"{safe}_together"
         sheet = pair_sheet(recon, together, p_recon, p_together, class_name)
-        files.append(
-            write_attribute_files(images_out, name, sheet, flicker_frames(recon, together))
-        )
+        written = write_attribute_files(images_out, name, sheet, flicker_frames(recon, together))
+        files.append({**written, "pairs": pairs(together, p_together)})
         rows.append(
             {
                 "name": name,

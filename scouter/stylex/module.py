@@ -27,10 +27,10 @@ from torch import nn
 from scouter.stylex import losses
 from scouter.stylex.discriminator import ProjectionDiscriminator
 from scouter.stylex.encoder import Encoder
+from scouter.stylex.errors import StylexInputError
 from scouter.stylex.generator import StyleGenerator
 from scouter.stylex.preprocessing import (
     ExplainedClassifier,
-    StylexInputError,
     check_classifier,
     preprocessing_from_dict,
     preprocessing_to_dict,
@@ -39,6 +39,7 @@ from scouter.stylex.preprocessing import (
 
 CLASSIFIER_CONFIG_KEY = "stylex_classifier_config"
 PREPROCESSING_KEY = "stylex_classifier_preprocessing"
+CLASS_NAMES_KEY = "stylex_classifier_class_names"
 
 
 def load_explained_classifier(path: str | Path) -> nn.Module:
@@ -245,3 +246,6 @@ class StylexModule(pl.LightningModule):
         if config is not None and hasattr(config, "to_dict"):
             checkpoint[CLASSIFIER_CONFIG_KEY] = config.to_dict()
         checkpoint[PREPROCESSING_KEY] = preprocessing_to_dict(self.classifier.prep)
+        names = getattr(self.classifier.model, "class_names", None)
+        if names is not None:  # AttFind names the classes as the classifier does
+            checkpoint[CLASS_NAMES_KEY] = [str(name) for name in names]

@@ -19,11 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scouter.data_config import DataConfig
-
-
-class StylexInputError(ValueError):
-    """A StylEx input (classifier, preprocessing, data, settings) that cannot work; says the fix."""
-
+from scouter.stylex.errors import StylexInputError  # also importable from here, its old home
 
 #: The four settings that map generator images to the classifier's input (the short form of
 #: ``model.classifier_preprocessing``); a data config's ``eval_resize`` / ``crop_pct`` say how a

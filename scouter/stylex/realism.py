@@ -28,7 +28,7 @@ from scouter.stylex.attfind import (
     apply_attributes,
     take,
 )
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 DEFAULT_CHANGE = 0.2  # the authors' largest allowed change of the discriminator's score
 DEFAULT_IMAGES = 10  # the authors' images checked per direction

@@ -14,26 +14,26 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from scouter.atomic_io import atomic_write_text
+from scouter.devices import resolve_device
+from scouter.export.results_io import json_safe
 from scouter.stylex import attfind as af
 from scouter.stylex import metrics as sm
 from scouter.stylex import realism
 from scouter.stylex.attfind_options import (
     AttFindOptions,
-    finite_json,
     parse_args,
-    resolve_device,
     unit_thresholds,
 )
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
-__all__ = ["AttFindOptions", "Explained", "main", "run"]
+__all__ = ["AttFindOptions", "StyleSpaceSearch", "explained_class_names", "main", "run"]
 
 
 def data_settings(path: str | Path) -> dict[str, Any]:
@@ -44,8 +44,11 @@ def data_settings(path: str | Path) -> dict[str, Any]:
     return {k: v for k, v in dict(data).items() if not k.startswith("_")}
 
 
-class Explained:
-    """One StylEx model's view of the images: styles, extras, noise, ranges, effect table.
+class StyleSpaceSearch:
+    """AttFind's search of one StylEx model over a set of images (formerly ``Explained``): the
+    images encoded into StyleSpace (styles, extras, noise, coordinate ranges), their
+    reconstructions and logits, and the effect table of every coordinate edit; the selection of
+    attributes, the sufficiency curves and the realism figures are computed from them.
 
     ``table`` holds logit changes; ``effects`` the same in the unit of ``options.effect``, which
     the unstable filter, the selection and the per-image top-k use.
@@ -205,6 +208,25 @@ def check_same_setting(module: Any, baseline: Any, path: str) -> None:
         )
 
 
+def explained_class_names(module: Any, dataset: str, classes: Sequence[int] | None) -> list[str]:
+    """The names of the explained classifier outputs (``classes`` of the classifier's, or the
+    first ``num_classes``): the classifier's own ``class_names``, else the dataset's when it has
+    names for every classifier class, else the class indices."""
+    from scouter.stylex.data import dataset_class_names
+
+    model = module.classifier.model
+    total = int(getattr(model, "num_classes", 0) or module.classifier.num_classes)
+    names = getattr(model, "class_names", None)
+    if names is None or len(names) != total:
+        names = dataset_class_names(dataset)
+        names = names[:total] if len(names) >= total else [str(k) for k in range(total)]
+    return (
+        [str(names[c]) for c in classes]
+        if classes
+        else list(names[: module.classifier.num_classes])
+    )
+
+
 def run(options: AttFindOptions) -> dict[str, Any]:
     """AttFind end to end (module docstring); returns what ``metrics.json`` holds."""
     from scouter.stylex import export
@@ -212,7 +234,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
     from scouter.stylex.data import load_idx_images
 
     options.check()
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, StylexInputError)
     module = load_stylex(options.checkpoint).to(device)
     data = data_settings(options.checkpoint)
     classes = data.get("classes")
@@ -241,30 +263,19 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             f"--held-out-images {options.held_out_images}: only {len(held_images)} test images "
             f"of these classes are left after the {len(images)} searched; ask for fewer"
         )
-    from scouter.data.idx import FASHION_MNIST_CLASSES
-
-    all_names = (
-        FASHION_MNIST_CLASSES
-        if data.get("dataset", "fashion_mnist") == "fashion_mnist"
-        else [str(i) for i in range(10)]
-    )
-    names = (
-        [all_names[c] for c in classes]
-        if classes
-        else list(all_names[: module.classifier.num_classes])
-    )
+    names = explained_class_names(module, data.get("dataset", "fashion_mnist"), classes)
     targets = options.targets if options.targets is not None else list(range(len(names)))
     bad = [t for t in targets if not 0 <= int(t) < len(names)]
     if bad:
         raise StylexInputError(
             f"--targets {bad} are not outputs of this StylEx's classifier (0..{len(names) - 1}: {names})"
         )
-    run_main = Explained(module, images, options)
+    run_main = StyleSpaceSearch(module, images, options)
     baseline = None
     if options.baseline:
         base_module = load_stylex(options.baseline).to(device)
         check_same_setting(module, base_module, options.baseline)
-        baseline = Explained(base_module, images, options)
+        baseline = StyleSpaceSearch(base_module, images, options)
     # Held-out images: their noise seeds follow the searched images' (no image shares noise).
     held_seed = options.seed + options.num_images
     held_main = run_main.held_out(held_images, held_seed) if len(held_images) else None
@@ -331,7 +342,10 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             for n in shown.nonzero().flatten()[: options.show_images]
         }
         rows, files = export.export_attributes(run_main, out, names[target], target, picks, options)
-        sections.append(export.attribute_section(f"class {target}: {names[target]}", rows, files))
+        curves = {key: entry[key] for key in ("sufficiency", "random", "baseline") if key in entry}
+        sections.append(
+            export.attribute_section(f"class {target}: {names[target]}", rows, files, curves)
+        )
         results["targets"][names[target]] = entry
     if len(names) == 2 and len(picks_by_target) == 2:
         merged = af.merge_two_classes(picks_by_target[0], picks_by_target[1], options.k)
@@ -345,7 +359,7 @@ def run(options: AttFindOptions) -> dict[str, Any]:
             results[f"mean_{key}"] = [
                 sum(c[i] for c in curves) / len(curves) for i in range(options.k)
             ]
-    atomic_write_text(out / "metrics.json", json.dumps(finite_json(results), indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(json_safe(results), indent=2))
     atomic_write_text(
         out / "attributes.json",
         json.dumps(
@@ -357,7 +371,8 @@ def run(options: AttFindOptions) -> dict[str, Any]:
         f"AttFind on {len(images)} test images ({results['stable_images']} stable), "
         f"|S| = {results['style_space_size']}; attributes ranked by {options.effect} change; "
         f"an edit moves a coordinate {run_main.shift:g}x its distance to its min or max; "
-        "pairs: reconstruction | edited, p = p(class). "
+        "pairs: reconstruction | edited, p = p(class); the GIF beside them flickers between the "
+        "two. "
         + (
             f"Discriminator filter: a coordinate whose edit changes D by more than "
             f"{options.discriminator_threshold:g} on one of {options.discriminator_images} images "

@@ -8,7 +8,7 @@ import torch
 
 from scouter.stylex import attfind as af
 from scouter.stylex import metrics as sm
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 SQUARE = 3  # the planted coordinate
 

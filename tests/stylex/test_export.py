@@ -11,7 +11,7 @@ from PIL import Image
 from scouter.stylex import attfind as af
 from scouter.stylex import export
 from scouter.stylex.export import export_attributes
-from scouter.stylex.run_attfind import AttFindOptions, Explained
+from scouter.stylex.run_attfind import AttFindOptions, StyleSpaceSearch
 from tests.stylex.conftest import tiny_stylex
 
 
@@ -28,7 +28,7 @@ def test_pair_sheet_and_flicker_gif_show_both_images():
 def test_export_writes_every_attribute_a_top_figure_of_the_first_four_and_all_together(tmp_path):
     module = tiny_stylex().eval()
     images = torch.rand(4, 1, 16, 16) * 2 - 1
-    run = Explained(module, images, AttFindOptions("unused", str(tmp_path), chunk=64))
+    run = StyleSpaceSearch(module, images, AttFindOptions("unused", str(tmp_path), chunk=64))
     picks = [af.Attribute(c, c % 2, 0.5, 4, 0) for c in range(6)]  # more than the figure shows
     options = AttFindOptions("unused", str(tmp_path), show_images=2)
     recon = module.generator.synthesize(run.styles, run.extras, run.noise)

@@ -8,7 +8,7 @@ import torch
 
 from scouter.stylex import attfind as af
 from scouter.stylex import realism
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 
 SQUARE, FAKE = 3, 5  # FAKE paints a brighter square *and* lights a corner no real image has
 

@@ -15,7 +15,7 @@ import yaml
 from scouter.stylex.checkpoints import load_stylex
 from scouter.stylex.cli import main
 from scouter.stylex.data import StylexDataModule, load_idx_images
-from scouter.stylex.preprocessing import StylexInputError
+from scouter.stylex.errors import StylexInputError
 from scouter.stylex.run_attfind import AttFindOptions, run
 from tests.stylex.conftest import tiny_stylex
 
