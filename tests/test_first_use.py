@@ -105,5 +105,6 @@ def test_the_readme_says_where_to_run_the_explain_example():
     """Issue 30, item 9: the clone's ``scouter/`` folder shadows the package one level up."""
     readme = " ".join((REPO / "README.md").read_text().split())
     explain = readme[readme.index("## Explain") : readme.index("## StylEx")]
-    assert "runs as written from the repository root" in explain
+    assert "runs as written when saved as a script in the repository root" in explain
+    assert "Python searches the script's own folder first" in explain
     assert "cannot import name 'get_explainer' from 'scouter' (unknown location)" in explain
