@@ -15,9 +15,10 @@ import sys
 
 from scouter.stylex.cli import main
 from scouter.stylex.errors import StylexInputError
+from scouter.training.cli import USER_ERRORS
 
 if __name__ == "__main__":
     try:
         main()
-    except StylexInputError as error:  # a bad input: the message says the fix, no traceback
+    except (StylexInputError, *USER_ERRORS) as error:  # a bad input: one line with the fix
         sys.exit(f"stylex.py: error: {error}")

@@ -30,18 +30,7 @@ BEST=$(ls -t checkpoints/fashion_mnist/scouter_pos-lam1-s1/scouter_pos-*.ckpt | 
 python train.py test --config "$CONFIG" "${ROOT_ARGS[@]}" --ckpt_path "$BEST"
 
 # Explanation metrics on 500 test images and an HTML report of 16 with the attention maps.
-EVAL_CONFIG="$CONFIG"
-if [ -n "${DATA_ROOT:-}" ]; then  # evaluate.py reads the data section of a config file
-  EVAL_CONFIG=results/fashion_mnist/demo_config.yaml
-  mkdir -p results/fashion_mnist
-  python - "$CONFIG" "$DATA_ROOT" "$EVAL_CONFIG" <<'PY'
-import sys, yaml
-config = yaml.safe_load(open(sys.argv[1]))
-config["data"]["root"] = sys.argv[2]
-yaml.safe_dump(config, open(sys.argv[3], "w"))
-PY
-fi
-python evaluate.py --checkpoint "$BEST" --config "$EVAL_CONFIG" \
+python evaluate.py --checkpoint "$BEST" --config "$CONFIG" "${ROOT_ARGS[@]}" \
   --explainers slot --metrics accuracy,area,insertion,deletion --limit 500 \
   --out results/fashion_mnist/scouter_pos --export results/fashion_mnist/scouter_pos/report \
   --num-images 16

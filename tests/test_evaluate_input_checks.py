@@ -145,3 +145,72 @@ def test_the_validation_split_or_a_tree_with_test_evaluate_what_they_say(root, t
     prepared = prepare(_options(copy, tmp_path, "rgb"))
     assert prepared.datamodule.split_used("test") == "test"
     assert not [n for n in prepared.notes if "split" in n]
+
+
+def _evaluate(*args: str) -> subprocess.CompletedProcess:
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, str(repo / "evaluate.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=repo,
+    )
+
+
+def test_data_overrides_replace_the_configs_data_settings_as_train_py_does(root, tmp_path):
+    """Issue 30, item 6: ``--data.*`` as train.py, e.g. another root and a nested option."""
+    options = _options(root, tmp_path, "rgb", in_chans=3)
+    config = yaml.safe_load(options.config.read_text())
+    config["data"].update(root=str(tmp_path / "absent"), dataset="mnist", image_size=64)
+    options.config.write_text(yaml.safe_dump(config))
+    done = _evaluate(
+        "--checkpoint", str(options.checkpoint), "--config", str(options.config),
+        "--data.root", str(root / "data"), "--data.dataset=folder", "--data.image_size", "32",
+        "--split", "val", "--metrics", "accuracy", "--out", str(tmp_path / "out"),
+        "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("split=val images=6 ")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["num_images"] == 6
+    # Dotted keys reach nested settings; the config's own section is not changed.
+    from scouter.evaluation.preparation import apply_data_overrides
+
+    section = {"dataset": "composites", "dataset_options": {"num_classes": 10, "seed": 1}}
+    merged = apply_data_overrides(section, {"dataset_options.num_classes": 3, "root": "x"})
+    assert merged == {
+        "dataset": "composites", "root": "x", "dataset_options": {"num_classes": 3, "seed": 1}
+    }  # fmt: skip
+    assert section["dataset_options"]["num_classes"] == 10
+
+
+def test_bad_data_overrides_exit_2_naming_the_argument(root, tmp_path):
+    options = _options(root, tmp_path, "rgb")
+    common = ["--checkpoint", str(options.checkpoint), "--config", str(options.config)]
+    common += ["--out", str(tmp_path / "out")]
+    done = _evaluate(*common, "--data.root")
+    assert done.returncode == 2 and "--data.root expects a value" in done.stderr
+    done = _evaluate(*common, "--datum.root", "x")
+    assert done.returncode == 2 and "unrecognized arguments: --datum.root" in done.stderr
+    done = _evaluate(*common, "--data.image_size.height", "3")
+    assert done.returncode == 2
+    assert "data.image_size is 32 in the config, not a mapping" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_class_count_mismatch_points_at_the_runs_saved_config(root, tmp_path):
+    options = _options(root, tmp_path, "rgb")
+    for split in ("train", "val"):  # a two-class tree: another run's data
+        for name in ("a", "b"):
+            shutil.copytree(root / "data" / split / name, tmp_path / "two" / split / name)
+    done = _evaluate(
+        "--checkpoint", str(options.checkpoint), "--config", str(options.config),
+        "--data.root", str(tmp_path / "two"), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    message = " ".join(done.stderr.split())
+    assert "the checkpoint predicts 3 classes but dataset 'folder'" in message
+    assert f"(config '{options.config}', --data.* overrides) has 2" in message
+    assert "--config runs/<...>/csv/version_0/config.yaml" in message
+    assert "--data.* overrides of the training command's" in message

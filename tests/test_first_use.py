@@ -84,3 +84,27 @@ def test_the_readme_stylex_example_uses_the_path_its_classifier_run_writes():
     steps = int(train[train.index("--trainer.max_steps") + 1])
     interval = int(train[train.index("--trainer.val_check_interval") + 1])
     assert checkpoint["monitor"] == "val/acc" and interval <= steps and steps % interval == 0
+
+
+def test_the_docs_say_stylex_progress_ends_at_half_and_give_a_working_folder_override():
+    """Issue 30, items 5 and 8: max_steps counts two optimiser steps per batch; the dotted
+    ``--trainer.callbacks.dirpath`` (which fails on a list of callbacks) is not offered."""
+    stylex = (REPO / "docs" / "stylex.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    commands = stylex[stylex.index("## Commands") : stylex.index("Shipped configs")]
+    assert "--trainer.callbacks.dirpath checkpoints" not in commands
+    assert (
+        "--config baseline.yaml" in commands and "dirpath: checkpoints/stylex/baseline" in commands
+    )
+    for text in (stylex, readme):
+        flat = " ".join(text.split())
+        assert "two per batch" in flat and "the bar at 50 %" in flat
+
+
+def test_the_readme_says_where_to_run_the_explain_example():
+    """Issue 30, item 9: the clone's ``scouter/`` folder shadows the package one level up."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    explain = readme[readme.index("## Explain") : readme.index("## StylEx")]
+    assert "runs as written when saved as a script in the repository root" in explain
+    assert "Python searches the script's own folder first" in explain
+    assert "cannot import name 'get_explainer' from 'scouter' (unknown location)" in explain

@@ -33,6 +33,24 @@ def _parse_setting(text: str) -> tuple[str, str, Any]:
     return name, setting, yaml.safe_load(value)
 
 
+def _parse_data_overrides(parser: Any, extra: Sequence[str]) -> dict[str, Any]:
+    """``["--data.root", "x", "--data.seed=1"]`` → ``{"root": "x", "seed": 1}``; anything else
+    is refused as argparse refuses unknown arguments."""
+    overrides: dict[str, Any] = {}
+    extra = list(extra)
+    while extra:
+        item = extra.pop(0)
+        key, sep, value = item.partition("=")
+        if not key.startswith("--data.") or len(key) == len("--data."):
+            parser.error(f"unrecognized arguments: {item}")
+        if not sep:
+            if not extra or extra[0].startswith("--"):
+                parser.error(f"{key} expects a value, e.g. {key} VALUE")
+            value = extra.pop(0)
+        overrides[key[len("--data.") :]] = yaml.safe_load(value)
+    return overrides
+
+
 def build_parser():
     """The ``evaluate.py`` argument parser."""
     import argparse
@@ -41,6 +59,9 @@ def build_parser():
 
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
+        epilog="--data.KEY VALUE (or --data.KEY=VALUE): replace a setting of the config's data: "
+        "section, as train.py's --data.* (values read as YAML), e.g. --data.root mydata "
+        "--data.dataset folder --data.dataset_options.num_classes 3 (repeatable)",
         description="Evaluate a checkpoint (ours or an original SCOUTER one) on a dataset split: "
         "accuracy and explanation metrics (docs/metrics.md) to results.json + per_image.csv, and "
         "optionally overlays, a grid and a self-contained HTML report.",
@@ -49,7 +70,11 @@ def build_parser():
         "--checkpoint", required=True, help="checkpoint file (.ckpt, .safetensors, .pth)"
     )
     parser.add_argument(
-        "--config", required=True, help="training YAML whose data: section builds the dataset"
+        "--config",
+        required=True,
+        help="training YAML whose data: section builds the dataset: the config the run was "
+        "trained with, best the config.yaml train.py saved beside its logs "
+        "(runs/<...>/csv/version_N/config.yaml)",
     )
     parser.add_argument(
         "--explainers",
@@ -118,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    data_overrides = _parse_data_overrides(parser, extra)
     try:
         settings: dict[str, dict[str, Any]] = {}
         for text in args.explainer_setting:
@@ -130,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = EvaluationOptions(
             checkpoint=args.checkpoint,
             config=args.config,
+            data_overrides=data_overrides,
             explainers=args.explainers,
             explainer_settings=settings,
             metrics=args.metrics,

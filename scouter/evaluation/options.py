@@ -50,8 +50,12 @@ class EvaluationOptions:
     Attributes:
         checkpoint: any checkpoint :func:`scouter.load_model` reads (ours or an original SCOUTER
             one); bare state_dicts take their architecture from the config's ``model:`` section.
-        config: a training YAML (``configs/<dataset>/<variant>.yaml``) or its parsed dict; its
-            ``data:`` section (ScouterDataModule arguments) builds the dataset.
+        config: a training YAML (``configs/<dataset>/<variant>.yaml``, or the ``config.yaml``
+            train.py saved beside the run's logs, e.g. ``runs/<...>/csv/version_0/config.yaml``)
+            or its parsed dict; its ``data:`` section (ScouterDataModule arguments) builds the
+            dataset.
+        data_overrides: ``data:`` settings that replace the config's, by dotted key (as
+            train.py's ``--data.*``), e.g. ``{"root": "mydata", "dataset_options.num_classes": 3}``.
         explainers: explainer names (:func:`scouter.explain.list_explainers`); default
             ``["slot"]`` for SCOUTER models and ``["gradcam"]`` for FC models.
         explainer_settings: explainer name → settings, e.g. ``{"ig": {"steps": 16}}``.
@@ -88,6 +92,7 @@ class EvaluationOptions:
 
     checkpoint: str | Path
     config: str | Path | dict[str, Any]
+    data_overrides: dict[str, Any] = field(default_factory=dict)
     explainers: Sequence[str] | None = None
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: Sequence[str] | None = None

@@ -4,6 +4,7 @@ folders, names, config, checkpoint, dataset split, explainers, explained-class m
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import tempfile
@@ -94,6 +95,28 @@ def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
     if "init_args" in section:
         section = section.get("init_args") or {}
     return dict(section)
+
+
+def apply_data_overrides(section: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``section`` with each dotted key of ``overrides`` set (``"dataset_options.num_classes"``
+    sets ``section["dataset_options"]["num_classes"]``); ``section`` itself is left as is."""
+    section = copy.deepcopy(section)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = section
+        for depth, parent in enumerate(parents):
+            child = node.get(parent)
+            if child is None:
+                child = node[parent] = {}
+            if not isinstance(child, dict):
+                where = ".".join(["data", *parents[: depth + 1]])
+                raise EvaluationError(
+                    f"--data.{key}: {where} is {child!r} in the config, not a mapping; give "
+                    f"--{where} instead"
+                )
+            node = child
+        node[leaf] = value
+    return section
 
 
 def _parse_names(names: Sequence[str] | str | None) -> list[str] | None:
@@ -270,11 +293,13 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
     device = resolve_device(options.device, EvaluationError)
 
     config, config_path = _load_config(options.config)
-    data_section = _section(config, "data")
+    data_section = apply_data_overrides(_section(config, "data"), options.data_overrides)
     if not data_section.get("dataset"):
         raise EvaluationError(
             "the config has no data.dataset: evaluate.py reads the training config's 'data:' "
-            "section (dataset, root, image_size, dataset_options, normalisation)"
+            "section (dataset, root, image_size, dataset_options, normalisation); give the run's "
+            "config (train.py saves it as config.yaml beside the run's logs, e.g. "
+            "runs/<...>/csv/version_0/config.yaml) or --data.dataset NAME"
         )
     model_section = _section(config, "model")
     check_model_section(model_section)
@@ -306,10 +331,14 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
 
     model = _load_checkpoint(checkpoint, model_section, num_classes, datamodule.in_chans)
     if model.num_classes != num_classes:
+        given = f"config {config_path!r}" if config_path else "the config given"
         raise EvaluationError(
             f"the checkpoint predicts {model.num_classes} classes but dataset "
-            f"{data_section['dataset']!r} (as configured) has {num_classes}: evaluate it with the "
-            "config it was trained with (e.g. data.dataset_options.num_classes)"
+            f"{data_section['dataset']!r} as configured ({given}, --data.* overrides) has "
+            f"{num_classes}: evaluate it with the data settings it was trained with: the run's "
+            "config.yaml, which train.py saves beside the run's logs (e.g. "
+            "--config runs/<...>/csv/version_0/config.yaml), or --data.* overrides of the "
+            "training command's (e.g. --data.root, --data.dataset_options.num_classes)"
         )
     mismatch = choose_preprocessing(model, datamodule, options.preprocessing)
     if mismatch is not None:

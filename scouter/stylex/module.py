@@ -241,6 +241,12 @@ class StylexModule(pl.LightningModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
         return [opt_g, opt_d]
 
+    def setup(self, stage: str) -> None:
+        # Before Lightning reads any ckpt_path (it does so after setup): weights_only=True only.
+        from scouter.training.safe_checkpoint_io import use_safe_checkpoint_io
+
+        use_safe_checkpoint_io(self.trainer)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         config = getattr(self.classifier.model, "config", None)
         if config is not None and hasattr(config, "to_dict"):

@@ -90,7 +90,8 @@ def explain(message: str, parser: Any) -> str:
     if unknown is not None:
         keys, where = unknown
         if any(key.split(".")[-1] == "weights_only" for key in keys):
-            return WEIGHTS_ONLY_REFUSAL
+            program = str(getattr(parser, "prog", "") or "train.py").split()[0]
+            return WEIGHTS_ONLY_REFUSAL.replace("train.py", program, 1)
         valid = _option_keys(parser)
         prefix = "--" if where == "on the command line" else ""
         hints = ", ".join(with_hint(prefix + key, [prefix + k for k in valid]) for key in keys)
