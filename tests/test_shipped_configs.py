@@ -102,7 +102,10 @@ def test_fashion_mnist_configs_train(model, tmp_path, monkeypatch):
         namespace: dict = {}
         exec(compile(code, "README.md (Explain)", "exec"), namespace)  # noqa: S102
         assert namespace["explanation"].maps.shape == (8, 1, 8, 8)
-        assert namespace["images"].shape[:2] == (8, 1) and namespace["images"].shape[-2:] == (64, 64)
+        assert namespace["images"].shape[:2] == (8, 1) and namespace["images"].shape[-2:] == (
+            64,
+            64,
+        )
 
 
 def _readme_block(section: str, language: str) -> str:

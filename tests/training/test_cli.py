@@ -42,8 +42,10 @@ def test_fit_writes_named_checkpoints_that_load_model_rebuilds(tiny_folder, tmp_
 
     model = scouter.load_model(folder / "last.ckpt")  # weights_only=True inside
     # The folder dataset's class names (its sub-folder names) travel with the model.
-    assert model.class_names == cli.datamodule.class_names == sorted(
-        p.name for p in (tiny_folder / "train").iterdir()
+    assert (
+        model.class_names
+        == cli.datamodule.class_names
+        == sorted(p.name for p in (tiny_folder / "train").iterdir())
     )
     trained = cli.model.model.eval()
     images = torch.randn(4, 3, 32, 32)
