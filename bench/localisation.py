@@ -9,6 +9,12 @@ Run (the lead's zoo models; any number of ``--model LABEL=CHECKPOINT,CONFIG``)::
         --model scouter_pos=runs/composites/pos/best.ckpt,configs/composites/scouter_pos.yaml \\
         --model scouter_neg=runs/composites/neg/best.ckpt,configs/composites/scouter_neg.yaml
 
+or on the zoo's shipped models by name (each brings its ``recipe.yaml``)::
+
+    python bench/localisation.py --out bench/localisation \\
+        --model fc=fc_test_resnet_fashion_mnist \\
+        --model scouter_pos=scouter_pos_test_resnet_fashion_mnist
+
 Steps. Models are grouped by the split they are evaluated on (dataset, root, options, split and
 its labels). For each group and grid size one grids file is built from the images **every** model
 of the group classifies correctly with ``p ≥ --threshold`` (``grids/<dataset>_<n>x<n>.json``) and
@@ -17,7 +23,8 @@ the first ``--costly-grids`` of them form the costly methods' subset (``…_subs
 on the first ``--image-limit`` test images insertion, deletion and, where the dataset has boxes or
 masks, precision. Methods in ``--costly`` use the subset (stated in the table). Cost: the seconds
 of the GridPG run (one forward per image of the split for the confidence record, then the grids)
-divided by its cells. Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
+divided by its cells. A run whose results.json exists is reused (an interrupted leaderboard
+resumes; delete `--out` to start over). Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
 ``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer).
 """
 
@@ -43,16 +50,27 @@ COSTLY = ("occlusion", "lime", "rise", "scorecam", "meaningful_perturbation",
 
 
 def parse_model(text: str) -> tuple[str, Path, Path]:
-    """``LABEL=CHECKPOINT,CONFIG`` → its three parts (a clear error otherwise)."""
+    """``LABEL=CHECKPOINT,CONFIG``, ``LABEL=MODEL_FOLDER`` or ``LABEL=ZOO_NAME`` → its three parts.
+
+    A model folder (or a shipped zoo entry's name) brings its own training config, ``recipe.yaml``.
+    """
+    from scouter.hub import shipped_folder
+    from scouter.model_folder import RECIPE_FILE
+
     label, sep, paths = text.partition("=")
     checkpoint, comma, config = paths.partition(",")
-    if not sep or not comma or not label or not checkpoint or not config:
+    if not comma and checkpoint:
+        folder = Path(checkpoint) if Path(checkpoint).is_dir() else shipped_folder(checkpoint)
+        if folder is not None and (folder / RECIPE_FILE).is_file():
+            checkpoint, config = str(folder), str(folder / RECIPE_FILE)
+    if not sep or not label or not checkpoint or not config:
         raise SystemExit(
             f"--model expects LABEL=CHECKPOINT,CONFIG (e.g. fc=runs/fc/best.ckpt,"
-            f"configs/composites/fc.yaml), got {text!r}"
+            f"configs/composites/fc.yaml), LABEL=MODEL_FOLDER or LABEL=ZOO_NAME (a folder or "
+            f"shipped model with a {RECIPE_FILE}), got {text!r}"
         )
     for path, what in ((Path(checkpoint), "checkpoint"), (Path(config), "config")):
-        if not path.is_file():
+        if not (path.is_file() or (what == "checkpoint" and path.is_dir())):
             raise SystemExit(f"--model {label}: {what} {str(path)!r} does not exist")
     return label, Path(checkpoint), Path(config)
 
@@ -150,9 +168,22 @@ def _cells(folder: Path, explainer: str) -> list[float]:
     return [float(r[f"{explainer}/gridpg"]) for r in rows if r[f"{explainer}/gridpg"] != ""]
 
 
+def evaluate_once(options: Any) -> dict[str, Any]:
+    """``evaluate(options)``, or the results.json an earlier (interrupted) leaderboard left in
+    ``options.out`` for the same explainer: a long leaderboard resumes where it stopped."""
+    from scouter.evaluation import evaluate
+
+    done = Path(options.out) / "results.json"
+    if done.is_file():
+        results = json.loads(done.read_text())
+        if set(options.explainers) <= set(results.get("explanations", {})):
+            return results
+    return evaluate(options)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the grids, evaluate every (model, explainer), write the table and figures."""
-    from scouter.evaluation import EvaluationOptions, evaluate
+    from scouter.evaluation import EvaluationOptions
     from scouter.export.report_plots import boxplot_png
 
     out = Path(args.out)
@@ -174,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for size in args.sizes:
                 grids_file = files[label][size][1 if costly else 0]
                 folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}"
-                results = evaluate(EvaluationOptions(
+                results = evaluate_once(EvaluationOptions(
                     **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
                     gridpg_geometry=args.geometry,
                 ))  # fmt: skip
@@ -188,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                          else [])  # fmt: skip
             folder = out / "runs" / label / explainer / "images"
             limit = args.costly_images if costly else args.image_limit
-            results = evaluate(EvaluationOptions(**base, out=folder, metrics=image_metrics,
+            results = evaluate_once(EvaluationOptions(**base, out=folder, metrics=image_metrics,
                                                  limit=limit))  # fmt: skip
             for metric, summary in results["explanations"][explainer]["metrics"].items():
                 row[metric] = summary["value"]

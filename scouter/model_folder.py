@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def save_pretrained(
     model: Any,
     folder: str | os.PathLike,
     *,
-    card: str | None = None,
+    card: str | Callable[[float], str] | None = None,
     recipe: str | None = None,
     results: Mapping[str, Mapping[str, Any]] | None = None,
     dtype: str = "float32",
@@ -109,7 +109,8 @@ def save_pretrained(
     Args:
         model: a :class:`~scouter.models.classifier.Classifier`.
         folder: the folder to create.
-        card: the model card's text (``README.md``), e.g. from :func:`scouter.model_card.render_card`.
+        card: the model card's text (``README.md``), e.g. from :func:`scouter.model_card.render_card`,
+            or a function of the written weights' size in MB returning it (a card that states it).
         recipe: the training config's YAML text (``recipe.yaml``).
         results: ``{name: results.json document}`` written as ``results/<name>.json``.
         dtype: ``"float32"`` or ``"float16"`` (floating tensors only; integer buffers stay as they
@@ -146,6 +147,8 @@ def save_pretrained(
         document = folder_config(model, dtype, **dict(extra_config or {}))
         document["weights"]["sha256"] = file_sha256(staging / WEIGHTS_FILE)
         _write_text(staging / CONFIG_FILE, json.dumps(document, indent=2) + "\n")
+        if callable(card):
+            card = card((staging / WEIGHTS_FILE).stat().st_size / 1e6)
         if card is not None:
             _write_text(staging / CARD_FILE, card)
         if recipe is not None:

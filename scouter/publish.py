@@ -100,7 +100,7 @@ def publish(
     """
     import scouter
     from scouter.model_card import render_card
-    from scouter.model_folder import WEIGHTS_FILE, save_pretrained
+    from scouter.model_folder import save_pretrained
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -124,37 +124,26 @@ def publish(
             f"{len(model.class_names)} class names for a model of {model.num_classes} classes"
         )
     name = name or out.name
-    extra = {"zoo_entry": name, "description": description}
-    # The weights first (their size goes into the card), then the whole folder in one swap.
-    card_args = dict(
-        name=name,
-        results=documents,
-        description=description,
-        recipe=recipe_text,
-        command=command,
-        check={"results": check, "tolerance": tolerance} if check else None,
-        notes=notes,
-    )
-    folder = save_pretrained(
-        model,
-        out,
-        dtype=dtype,
-        overwrite=overwrite,
-        extra_config=extra,
-        results=documents,
-        recipe=recipe_text,
-        card=render_card(model, **card_args),
-    )
-    size_mb = (folder / WEIGHTS_FILE).stat().st_size / 1e6
     return save_pretrained(
         model,
         out,
         dtype=dtype,
-        overwrite=True,
-        extra_config=extra,
+        overwrite=overwrite,
+        extra_config={"zoo_entry": name, "description": description},
         results=documents,
         recipe=recipe_text,
-        card=render_card(model, size_mb=size_mb, **card_args),
+        # The card states the weights' size, known once they are written.
+        card=lambda size_mb: render_card(
+            model,
+            name=name,
+            results=documents,
+            description=description,
+            recipe=recipe_text,
+            command=command,
+            check={"results": check, "tolerance": tolerance} if check else None,
+            notes=notes,
+            size_mb=size_mb,
+        ),
     )
 
 
