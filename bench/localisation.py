@@ -118,6 +118,7 @@ def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, f
     from scouter.evaluation import EvaluationOptions, prepare
     from scouter.evaluation.preparation import _section
     from scouter.export import file_sha256
+    from scouter.model_folder import weights_file
 
     groups: dict[str, dict[str, Any]] = {}
     probe = Path(tempfile.mkdtemp(prefix="localisation-probe-"))  # prepare() needs an --out
@@ -147,7 +148,7 @@ def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, f
                 group["labels"], [flags for _, flags in members], size=size, count=args.count,
                 seed=args.seed, threshold=args.threshold, identity=group["identity"],
                 ids=group["ids"],
-                selected_by=[f"{e['checkpoint']} (sha256 {file_sha256(e['checkpoint'])})"
+                selected_by=[f"{e['checkpoint']} (sha256 {file_sha256(weights_file(e['checkpoint']))})"
                              for e, _ in members],
             )  # fmt: skip
             path = save_grids(folder / "grids" / f"{name}_{size}x{size}.json", grids)
