@@ -73,6 +73,34 @@ def run_side_by_side(commands: dict[str, tuple[list[str], Path]]) -> dict[str, f
     return {name: future.result() for name, future in futures.items()}
 
 
+def best_checkpoint(checkpoints: Path, fit_log: Path) -> Path:
+    """The best checkpoint in ``checkpoints`` (``last.ckpt`` left out; the newest epoch's if
+    several: the monitored checkpoints are named by epoch and step)."""
+    found = sorted(p for p in checkpoints.glob("*.ckpt") if p.name != "last.ckpt")
+    if not found:
+        raise RuntimeError(f"{checkpoints} has no best checkpoint; see {fit_log}")
+    return found[-1]
+
+
+def evaluate_command(
+    checkpoint: Path,
+    config: Path,
+    out: Path,
+    metrics: str,
+    limit: int | None = None,
+    explainers: str | None = None,
+    device: str = "cpu",
+) -> list[str]:
+    """The ``evaluate.py`` command of a benchmark: ``checkpoint`` (a .ckpt or a model folder)
+    with ``config``, ``--metrics`` into ``out``, on the first ``limit`` images."""
+    cmd = [sys.executable, "evaluate.py", "--checkpoint", str(checkpoint)]
+    cmd += ["--config", str(config), "--no-progress", "--device", device]
+    cmd += ["--metrics", metrics, "--out", str(out)]
+    cmd += [] if limit is None else ["--limit", str(limit)]
+    cmd += [] if not explainers else ["--explainers", explainers]
+    return cmd
+
+
 def point_folders(config: dict, runs: Path, checkpoints: Path) -> dict:
     """Point a ``train.py`` config's loggers at ``runs`` and its checkpoints at ``checkpoints``
     (no progress bar: the output goes to a log); ``config`` is changed and returned."""
@@ -171,10 +199,7 @@ class Run:
 
     def best(self) -> Path:
         """The best checkpoint (``last.ckpt`` left out; the newest epoch's if several)."""
-        found = sorted(p for p in self.checkpoints.glob("*.ckpt") if p.name != "last.ckpt")
-        if not found:
-            raise RuntimeError(f"{self.checkpoints} has no best checkpoint; see {self.log('fit')}")
-        return found[-1]
+        return best_checkpoint(self.checkpoints, self.log("fit"))
 
     def evaluate(
         self,
@@ -190,11 +215,9 @@ class Run:
         done = json.loads(result.read_text()) if result.is_file() else None
         wanted = set(explainers.split(",")) if explainers else set()
         if done is None or not wanted <= set(done.get("explanations", {})):
-            cmd = [sys.executable, "evaluate.py", "--checkpoint", str(self.best())]
-            cmd += ["--config", str(self.config), "--no-progress", "--device", self.device]
-            cmd += ["--metrics", metrics, "--out", str(out)]
-            cmd += [] if limit is None else ["--limit", str(limit)]
-            cmd += [] if explainers is None else ["--explainers", explainers]
+            cmd = evaluate_command(
+                self.best(), self.config, out, metrics, limit, explainers, self.device
+            )
             run_logged(cmd, self.log(name))
             done = json.loads(result.read_text())
         return done

@@ -1,13 +1,15 @@
 """The model zoo's trained models: published from benchmark runs, and every card checked.
 
-    python bench/zoo.py                      # evaluate every shipped model as its card says
+    python bench/zoo.py                      # re-measure every shipped model's card accuracy
+    python bench/zoo.py --all-numbers        # ... and every explanation number of the cards
     python bench/zoo.py --only NAME[,NAME]   # some of them
     python bench/zoo.py publish --runs DIR --only NAME   # publish models from bench/recipes.py runs
 
-**check** (the default) re-runs, for every model folder shipped in ``scouter/pretrained``, each
-evaluation its card's numbers come from (``results/*.json``: the same metrics, explainers and
-number of images, ``evaluate.py`` on the shipped float16 weights), compares every number with the
-card, and writes ``bench/zoo/results.md`` / ``results.json``: checking a row of the README's zoo
+**check** (the default) re-runs, for every model folder shipped in ``scouter/pretrained``, the
+evaluations its card's accuracies come from (with ``--all-numbers`` every evaluation its numbers
+come from, ``results/*.json``: the same metrics, explainers and number of images, ``evaluate.py``
+on the shipped float16 weights; ``--jobs`` models at once), compares every number with the card,
+and writes ``bench/zoo/results.md`` / ``results.json``: checking a row of the README's zoo
 table takes minutes, not a retraining. Exit status 1 when a number is off by more than the card's
 tolerance.
 
@@ -24,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +39,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.recipes import PROFILES, run_config  # noqa: E402
-from bench.runs import REPO, run_logged  # noqa: E402
+from bench.runs import REPO, best_checkpoint, evaluate_command, run_logged  # noqa: E402
 from scouter.model_card import zoo_table  # noqa: E402
 
 SHIPPED_ROOT = REPO / "scouter" / "pretrained"
@@ -115,23 +119,12 @@ def evaluate(
     explainers: str | None,
     log: Path,
 ) -> dict:
-    """``evaluate.py`` on ``checkpoint`` (a model folder or a .ckpt); its results.json."""
-    cmd = [sys.executable, "evaluate.py", "--checkpoint", str(checkpoint), "--config", str(config)]
-    cmd += ["--metrics", metrics, "--out", str(out), "--no-progress", "--device", "cpu"]
-    cmd += [] if limit is None else ["--limit", str(limit)]
-    cmd += [] if not explainers else ["--explainers", explainers]
-    run_logged(cmd, log)
+    """``evaluate.py`` on ``checkpoint`` (a model folder or a .ckpt) on CPU; its results.json."""
+    run_logged(evaluate_command(checkpoint, config, out, metrics, limit, explainers), log)
     return json.loads((out / "results.json").read_text())
 
 
 # --- publish ------------------------------------------------------------------------------------
-
-
-def _best_checkpoint(run: Path) -> Path:
-    found = sorted(p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
-    if not found:
-        raise SystemExit(f"{run} has no best checkpoint (see {run / 'fit.log'})")
-    return found[-1]
 
 
 def publish_one(name: str, runs: Path, seed: int = 0) -> Path:
@@ -140,7 +133,7 @@ def publish_one(name: str, runs: Path, seed: int = 0) -> Path:
 
     spec = ZOO[name]
     run = runs / spec.dataset / spec.model / f"seed{seed}"
-    best = _best_checkpoint(run)
+    best = best_checkpoint(run / "checkpoints", run / "fit.log")
     limits = PROFILES[spec.profile]["eval"]
     folder = SHIPPED_ROOT / name
     names = ",".join(spec.explainers)
@@ -240,8 +233,9 @@ def _numbers(doc: dict) -> dict[str, float]:
     return found
 
 
-def check_one(folder: Path, out: Path) -> list[dict]:
-    """Re-run each stored evaluation of ``folder``; one row per number."""
+def check_one(folder: Path, out: Path, all_numbers: bool = False) -> list[dict]:
+    """Re-run the stored accuracy evaluations of ``folder`` (with ``all_numbers``, every stored
+    evaluation: explanation metrics too); one row per number."""
     from scouter.model_card import card_summary
 
     tolerance = (
@@ -253,6 +247,8 @@ def check_one(folder: Path, out: Path) -> list[dict]:
     for stored_path in sorted((folder / "results").glob("*.json")):
         stored = json.loads(stored_path.read_text())
         numbers = _numbers(stored)
+        if not all_numbers and set(numbers) != {"accuracy"}:
+            continue
         metrics = sorted({key.split("/")[-1] for key in numbers})
         explainers = ",".join(stored.get("explanations", {})) or None
         start = time.perf_counter()
@@ -286,12 +282,16 @@ def check_one(folder: Path, out: Path) -> list[dict]:
     return rows
 
 
-def write_report(rows: list[dict], out: Path, seconds: float) -> None:
+def write_report(
+    rows: list[dict], out: Path, seconds: float, all_numbers: bool = False, jobs: int = 1
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
+    what = "every number" if all_numbers else "the accuracy"
+    command = "python bench/zoo.py" + (" --all-numbers" if all_numbers else "")
     lines = [
-        f"`python bench/zoo.py`: every shipped model's card re-measured from its weights "
-        f"({seconds / 60:.1f} min in all).",
+        f"`{command}` (--jobs {jobs}): {what} of every shipped model's card re-measured from its "
+        f"weights ({seconds / 60:.1f} min in all).",
         "",
         "| model | evaluation | images | number | card | measured | within tolerance |",
         "|---|---|---|---|---|---|---|",
@@ -319,6 +319,10 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated model names (default: all)")
     parser.add_argument("--runs", type=Path, help="publish: the bench/recipes.py output folder")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "zoo")
+    parser.add_argument("--all-numbers", action="store_true",
+                        help="check: re-measure the explanation metrics too, not only accuracy")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="check: models evaluated at once (one CPU thread each when > 1)")
     args = parser.parse_args()
     if args.action == "publish":
         if args.runs is None or not args.only:
@@ -336,11 +340,14 @@ def main() -> int:
         return 0
     if args.only:
         folders = [f for f in folders if f.name in args.only.split(",")]
+    if args.jobs > 1:  # processes side by side: one thread each, or they stall each other
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"
     start = time.perf_counter()
-    rows: list[dict] = []
-    for folder in folders:
-        rows += check_one(folder, args.out / folder.name)
-    write_report(rows, args.out, time.perf_counter() - start)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        done = pool.map(lambda f: check_one(f, args.out / f.name, args.all_numbers), folders)
+        rows = [row for model_rows in done for row in model_rows]
+    write_report(rows, args.out, time.perf_counter() - start, args.all_numbers, args.jobs)
     print((args.out / "results.md").read_text())
     return 0 if all(r["ok"] for r in rows) else 1
 

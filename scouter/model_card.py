@@ -306,6 +306,6 @@ def zoo_table(folders: Sequence[Any]) -> str:
             f"| `{s['entry']}` | {s['dataset']} | {grid} | {_cell(s.get('accuracy'))} | "
             f"{s['explainer']} | {_cell(explanation.get('area'))} | "
             f"{_cell(explanation.get('precision'))} | {s['size_mb']:.1f} MB | "
-            f"`python bench/zoo.py --only {s['entry']}` |"
+            f"`python bench/zoo.py --all-numbers --only {s['entry']}` |"
         )
     return "\n".join(lines)
