@@ -15,7 +15,7 @@ from bench.localisation import main, parse_model
 from scouter.checkpoints import save_model
 from scouter.evaluation import EvaluationOptions, prepare
 from scouter.models.classifier import ModelConfig, build_classifier
-from tests.data.conftest import idx_images, write_idx
+from tests.data.conftest import write_idx_dataset
 from tests.test_evaluate_gridpg import K, _fit_head
 
 
@@ -24,10 +24,7 @@ def models(tmp_path_factory) -> tuple[Path, list[str]]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("localisation")
     fashion = root / "fashion"
-    for prefix, count in (("train", 60), ("t10k", 30)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(fashion, {"train": 60, "t10k": 30})
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"backbone": "test_resnet", "head": "fc"},

@@ -21,7 +21,7 @@ from PIL import Image
 from scouter.checkpoints import save_model
 from scouter.evaluation import EvaluationError, EvaluationOptions, evaluate, main, prepare, run
 from scouter.models.classifier import ModelConfig, build_classifier
-from tests.data.conftest import idx_images, write_idx
+from tests.data.conftest import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,10 +32,7 @@ def workdir(tmp_path_factory) -> Path:
     """Tiny Fashion-MNIST IDX files, a composites config and SCOUTER+/−/FC checkpoints (K=3)."""
     root = tmp_path_factory.mktemp("evaluate")
     fashion = root / "fashion"
-    for prefix, count in (("train", 60), ("t10k", 30)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(fashion, {"train": 60, "t10k": 30})
     config = {
         "model": {"backbone": "test_resnet", "head": "xslot", "sign": 1},
         "data": {

@@ -18,7 +18,7 @@ import yaml
 from scouter.checkpoints import save_model
 from scouter.evaluation import EvaluationError, EvaluationOptions, evaluate, main, prepare
 from scouter.models.classifier import ModelConfig, build_classifier
-from tests.data.conftest import idx_images, write_idx
+from tests.data.conftest import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 K = 5
@@ -41,10 +41,7 @@ def workdir(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("gridpg")
     fashion = root / "fashion"
-    for prefix, count in (("train", 60), ("t10k", 30)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(fashion, {"train": 60, "t10k": 30})
     config = {
         "model": {"backbone": "test_resnet", "head": "xslot", "sign": 1},
         "data": {

@@ -24,7 +24,7 @@ from scouter.evaluation import main
 from scouter.explain import Explainer, register_explainer
 from scouter.explain import base as explain_base
 from scouter.models.classifier import ModelConfig, build_classifier
-from tests.data.conftest import ACRIMA_FILES, idx_images, write_idx, write_image
+from tests.data.conftest import ACRIMA_FILES, write_idx_dataset, write_image
 
 BIAS = torch.tensor([0.0, 2.0, 1.0])  # logits of the constant model: always predicts class 1
 PROBABILITY = BIAS.softmax(0)  # the explained class's softmax score after any perturbation
@@ -55,10 +55,7 @@ def workdir(tmp_path_factory) -> Path:
     """Tiny Fashion-MNIST files, a composites config, and the constant model (.safetensors + .ckpt)."""
     root = tmp_path_factory.mktemp("known")
     fashion = root / "fashion"
-    for prefix, count in (("train", 60), ("t10k", 30)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(fashion, {"train": 60, "t10k": 30})
     (root / "config.yaml").write_text(yaml.safe_dump(composites_config(fashion)))
 
     torch.manual_seed(0)

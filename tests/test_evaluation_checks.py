@@ -17,7 +17,7 @@ from scouter.evaluation import EvaluationError, EvaluationOptions, main, prepare
 from scouter.evaluation.checks import TRAINING_ONLY_KEYS, check_model_section
 from scouter.evaluation.preparation import _section
 from scouter.models.classifier import ModelConfig, build_classifier
-from tests.data.conftest import idx_images, write_idx
+from tests.data.conftest import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = {"backbone": "test_resnet", "head": "xslot", "sign": 1}
@@ -39,10 +39,7 @@ def workdir(tmp_path_factory) -> Path:
     """Tiny Fashion-MNIST IDX files, configs with and without object masks, checkpoints (K=3)."""
     root = tmp_path_factory.mktemp("evaluation_checks")
     fashion = root / "fashion"
-    for prefix, count in (("train", 30), ("t10k", 30)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(fashion / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(fashion / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(fashion, {"train": 30, "t10k": 30})
     for name, data in (("plain", _data(fashion)), ("masks", _data(fashion, object_masks=True))):
         (root / f"{name}.yaml").write_text(yaml.safe_dump({"model": MODEL, "data": data}))
     torch.manual_seed(0)

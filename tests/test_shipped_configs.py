@@ -20,7 +20,7 @@ import scouter
 from scouter.checkpoints import safe_torch_load
 from scouter.data.idx import FASHION_MNIST_ROOT
 from scouter.training import main
-from tests.data.conftest import idx_images, write_idx
+from tests.data.conftest import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 # train.py's configs; configs/stylex/ belongs to stylex.py (tested in tests/stylex)
@@ -138,10 +138,7 @@ def test_composites_configs_train_through_their_stages(model, tmp_path, monkeypa
 @pytest.mark.slow
 def test_mnist_configs_train_fc_then_scouter_from_its_backbone(tmp_path, monkeypatch):
     root = tmp_path / "mnist"
-    for prefix, count in (("train", 40), ("t10k", 20)):
-        images, labels = idx_images(count, seed=count)
-        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(root, {"train": 40, "t10k": 20}, seed_offset=0)
     monkeypatch.chdir(tmp_path)
     # The shipped MNIST recipe downloads ImageNet weights and reads 260 px: here 64 px, no download.
     extra = ["--data.root", str(root), "--data.image_size", "64", "--data.batch_size", "8"]

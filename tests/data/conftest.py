@@ -235,6 +235,18 @@ def idx_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, (np.arange(count) % 10).astype(np.uint8)
 
 
+def write_idx_dataset(
+    root: Path, counts: dict[str, int], seed_offset: int = 1, images=idx_images
+) -> Path:
+    """An IDX dataset in ``root`` under the official (Fashion-)MNIST file names: for each prefix
+    (``train``, ``t10k``) ``images(count, seed=count + seed_offset)`` gzipped; ``root``."""
+    for prefix, count in counts.items():
+        images_array, labels = images(count, seed=count + seed_offset)
+        write_idx(root / f"{prefix}-images-idx3-ubyte", images_array)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
 @pytest.fixture
 def mnist_root(tmp_path: Path) -> Path:
     """Official MNIST file names: train gzipped, t10k uncompressed (both are accepted)."""
@@ -259,9 +271,4 @@ def folder_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def fashion_root(tmp_path: Path) -> Path:
     """A tiny Fashion-MNIST copy (same IDX names as the official release) for composites."""
-    root = tmp_path / "fashion"
-    for prefix, count in (("train", 60), ("t10k", 30)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
-    return root
+    return write_idx_dataset(tmp_path / "fashion", {"train": 60, "t10k": 30})

@@ -10,7 +10,7 @@ import torch
 
 from scouter.checkpoints import LIGHTNING_CONFIG_KEY, save_model
 from scouter.models.classifier import build_classifier
-from tests.data.conftest import write_idx
+from tests.data.conftest import write_idx_dataset
 
 PREP = {"image_size": 16, "in_chans": 1, "mean": [0.5], "std": [0.5]}
 TINY = {"image_size": 16, "w_dim": 16, "channels": 16, "min_channels": 8, "mapping_layers": 2}
@@ -59,10 +59,7 @@ def blob_images(count: int, size: int = 28, seed: int = 0) -> tuple[np.ndarray, 
 def idx_root(tmp_path_factory) -> Path:
     """Tiny Fashion-MNIST-format IDX files (train 64, test 24 images, labels 0..2)."""
     root = tmp_path_factory.mktemp("stylex_idx")
-    for prefix, count in (("train", 64), ("t10k", 24)):
-        images, labels = blob_images(count, seed=count)
-        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(root, {"train": 64, "t10k": 24}, seed_offset=0, images=blob_images)
     return root
 
 

@@ -20,7 +20,7 @@ import pytest
 import pytorch_lightning as pl
 
 from scouter.checkpoints import safe_torch_load
-from tests.data.conftest import idx_images, write_idx
+from tests.data.conftest import write_idx_dataset
 from tests.training.conftest import REPO, write_config
 from tests.training.test_cli import _subprocess_env
 from tests.training.test_exact_resume import _assert_same_training_state
@@ -40,10 +40,7 @@ class SigkillAt(pl.Callback):
 def fashion(tmp_path_factory) -> Path:
     """Fashion-MNIST's official IDX file names: 60 training images (54 train / 6 val), 10 test."""
     root = tmp_path_factory.mktemp("fashion")
-    for prefix, count in (("train", 60), ("t10k", 10)):
-        images, labels = idx_images(count, seed=count + 1)
-        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    write_idx_dataset(root, {"train": 60, "t10k": 10})
     return root
 
 
