@@ -187,6 +187,9 @@ def explain(
     from scouter.explain import get_explainer
 
     model.eval()
+    method = method or default_method(model)
+    explainer = get_explainer(method, **settings)
+    explainer.check_model(model)  # a wrong head fails before the images are read
     parameter = next(model.parameters())
     if isinstance(images, Tensor):
         if images.ndim == 3:
@@ -197,8 +200,6 @@ def explain(
         config = data_config_of(model)
         batch = preprocess(config, load_images(images))
     batch = batch.to(parameter.device, parameter.dtype)
-    method = method or default_method(model)
-    explainer = get_explainer(method, **settings)
     with torch.no_grad():
         output = model(batch)
     logits = output.logits if hasattr(output, "logits") else output

@@ -257,6 +257,34 @@ def test_explainer_that_does_not_fit_the_model_is_rejected(workdir, tmp_path):
                          explainers=["slot"]))  # fmt: skip
 
 
+def test_slot_contribution_on_an_fc_checkpoint_fails_before_any_work(
+    workdir, tmp_path, capsys, monkeypatch
+):
+    # Its `requires` ("xslot_head") is checked in preparation: evaluate.py exits 2 naming the
+    # problem and the fix, before a single image is explained (run is never reached).
+    monkeypatch.setattr("scouter.evaluation.cli.run", _fail_if_reached)
+    fc = workdir / "fc.safetensors"
+    with pytest.raises(EvaluationError) as error:
+        prepare(_options(workdir, tmp_path, checkpoint=fc, explainers=["slot_contribution"]))
+    assert str(error.value).startswith(
+        "explainer 'slot_contribution' needs a SCOUTER checkpoint (xslot head), but this is an FC "
+        "model: for FC models use a post-hoc explainer such as 'gradcam'"
+    )
+    code = main(
+        [
+            "--checkpoint", str(fc),
+            "--config", str(workdir / "config.yaml"),
+            "--explainers", "gradcam,slot_contribution",
+            "--out", str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'slot_contribution' needs a SCOUTER checkpoint" in err and "'gradcam'" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_command_line_reports_user_errors_with_exit_code_2(workdir, tmp_path):
     target = tmp_path / "file"
     target.write_text("")

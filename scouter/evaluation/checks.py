@@ -2,8 +2,9 @@
 
 * :func:`check_model_section`: a misspelled key of the config's ``model:`` section is an error
   (a bare state_dict takes its architecture from it, so a typo would silently build the default).
-* :func:`metrics_for_dataset`: ``precision`` needs boxes or masks; it is dropped from the default
-  metrics (with a note) and an error when asked for on a dataset without them.
+* :func:`metrics_for_dataset`: metrics whose update takes ``regions`` (``precision``) need boxes or
+  masks; they are dropped from the default metrics (with a note) and an error when asked for on a
+  dataset without them.
 * :func:`check_finite_weights` / :func:`check_finite_outputs`: NaN or ±inf weights, logits or
   explanation maps stop the evaluation, naming the checkpoint and the batch (NaN logits all
   ``argmax`` to class 0, and NaN maps used to score as the best possible area).
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from scouter.evaluation.metric_specs import needs_of
 from scouter.evaluation.options import EvaluationError
 from scouter.suggest import with_hint
 
@@ -82,24 +84,27 @@ def metrics_for_dataset(
         The metrics to compute and a note to show the user (or None).
 
     Raises:
-        EvaluationError: ``precision`` asked for on a dataset without boxes or masks.
+        EvaluationError: a metric that needs regions (``precision``) asked for on a dataset
+            without boxes or masks.
     """
     reader = getattr(dataset, "dataset", dataset)
-    if "precision" not in metrics or getattr(reader, "has_regions", True):
+    need_regions = [m for m in metrics if "regions" in needs_of([m])]
+    if not need_regions or getattr(reader, "has_regions", True):
         return metrics, None
     option = getattr(reader, "regions_option", None)
     fix = f"; set data.dataset_options.{option} in the config to give it masks" if option else ""
+    named = ", ".join(repr(m) for m in need_regions)
     if explicit:
         raise _error(
-            f"metric 'precision' needs boxes or masks, but dataset {dataset_name!r} (as "
-            f"configured) has none{fix}, or leave 'precision' out of --metrics"
+            f"metric {named} needs boxes or masks, but dataset {dataset_name!r} (as "
+            f"configured) has none{fix}, or leave {named} out of --metrics"
         )
     note = (
-        f"precision left out of the default metrics: dataset {dataset_name!r} (as configured) has "
-        f"no boxes or masks{fix}"
+        f"{', '.join(need_regions)} left out of the default metrics: dataset {dataset_name!r} "
+        f"(as configured) has no boxes or masks{fix}"
     )
     log.info(note)
-    return [m for m in metrics if m != "precision"], note
+    return [m for m in metrics if m not in need_regions], note
 
 
 def _non_finite_names(named: Sequence[tuple[str, Tensor]]) -> list[str]:

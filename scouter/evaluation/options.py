@@ -1,5 +1,6 @@
 """What an evaluation takes and what :func:`~scouter.evaluation.prepare` hands to
-:func:`~scouter.evaluation.run`: the accepted names (metrics, explained-class modes, splits),
+:func:`~scouter.evaluation.run`: the accepted names (metrics from
+:mod:`~scouter.evaluation.metric_specs`, explained-class modes, splits),
 :class:`EvaluationOptions`, :class:`PreparedEvaluation` and :class:`EvaluationError`."""
 
 from __future__ import annotations
@@ -12,20 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: Metric names accepted by ``--metrics``; "accuracy" is about the classifier, the rest are
-#: computed for every explainer ("gridpg" on grids of images, the others on each image).
-METRICS = (
-    "accuracy",
-    "area",
-    "area_reference",
-    "precision",
-    "insertion",
-    "deletion",
-    "infidelity",
-    "sensitivity",
-    "gridpg",
-)
-DEFAULT_METRICS = ("accuracy", "area", "precision", "insertion", "deletion")
+# The metric names (METRICS, DEFAULT_METRICS) come from the metric table, one entry per metric.
+from scouter.evaluation.metric_specs import DEFAULT_METRICS, METRICS  # noqa: F401
+
 EXPLAINED_CLASS_MODES = ("auto", "target", "predicted", "least_similar", "wordnet")
 SPLITS = ("train", "val", "test")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from scouter.evaluation.metric_specs import GRID_METRICS
 from scouter.evaluation.options import PreparedEvaluation
 
 
@@ -68,7 +69,8 @@ def _export(
                 name: {
                     metric: row.get(f"{name}/{metric}")
                     for metric in results["explanations"][name]["metrics"]
-                    if metric != "gridpg"  # scored on grids, not on this image
+                    # Grid metrics are scored on grids, not on this image.
+                    if metric not in GRID_METRICS
                 }
                 for name in results["explanations"]
             },

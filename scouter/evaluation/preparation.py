@@ -365,16 +365,10 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         explainers = _build_explainers(
             ["slot"] if model.is_scouter else ["gradcam"], options.explainer_settings
         )
-    for explainer in explainers.values():
-        if explainer.name == "slot" and not model.is_scouter:
-            raise EvaluationError(
-                "explainer 'slot' needs a SCOUTER checkpoint; this is an FC model: use a post-hoc "
-                "explainer such as 'gradcam' or 'cam'"
-            )
-        if explainer.name == "cam" and model.is_scouter:
-            raise EvaluationError(
-                "explainer 'cam' needs an FC head; for SCOUTER models use 'gradcam' (or 'slot')"
-            )
+    for explainer in explainers.values():  # each explainer's `requires`, before any work
+        problem = explainer.model_problem(model, noun="checkpoint")
+        if problem is not None:
+            raise EvaluationError(f"{problem} (checkpoint {str(checkpoint)!r})")
 
     mode = options.explained_class
     least_similar = None
@@ -388,7 +382,7 @@ def prepare(options: EvaluationOptions) -> PreparedEvaluation:
         if not 0 <= int(mode) < num_classes:
             raise EvaluationError(f"explained class {mode} is outside [0, {num_classes})")
     gridpg = None
-    if "gridpg" in metrics:
+    if "gridpg" in metrics:  # the one grid metric (metric_specs): its settings and grids file
         from scouter.evaluation.gridpg import prepare_gridpg
 
         input_size = datamodule.data_config.input_size

@@ -12,6 +12,14 @@ from torch import Tensor
 
 from scouter.evaluation.checks import check_finite_outputs
 from scouter.evaluation.explainer_metrics import _ExplainerMetrics
+from scouter.evaluation.metric_specs import (
+    BatchInputs,
+    BuildContext,
+    build_metrics,
+    classifier_record,
+    specs_of,
+    update_metrics,
+)
 from scouter.evaluation.options import EvaluationError, EvaluationOptions, PreparedEvaluation
 from scouter.evaluation.outputs import _export, _versions
 from scouter.evaluation.preparation import _section, prepare
@@ -65,7 +73,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
 
     from scouter.data.sample import collate_samples
     from scouter.export import file_sha256, write_results
-    from scouter.metrics import BinaryClassificationReport, ClassificationAccuracy, prepare_maps
+    from scouter.metrics import prepare_maps
     from scouter.model_folder import weights_file
 
     options, model, device = prepared.options, prepared.model, prepared.device
@@ -91,11 +99,17 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         with torch.no_grad():
             return model(images).logits
 
-    want_accuracy = "accuracy" in prepared.metrics
-    accuracy = ClassificationAccuracy(num_classes).to(device) if want_accuracy else None
-    binary = BinaryClassificationReport().to(device) if want_accuracy and num_classes == 2 else None
-    # GridPG is scored on grids after the image loop; the others on each image in it.
-    explanation_metrics = [m for m in prepared.metrics if m not in ("accuracy", "gridpg")]
+    # Classifier metrics are scored from the logits; image metrics per explainer on each image;
+    # grid metrics (GridPG) on grids after the image loop (scouter.evaluation.gridpg).
+    context = BuildContext(
+        num_classes=num_classes,
+        batch_size=options.metric_batch_size,
+        seed=options.seed,
+        device=device,
+        forward_fn=forward_fn,
+    )
+    classifier_metrics = build_metrics(specs_of(prepared.metrics, "classifier"), context)
+    explanation_metrics = [s.name for s in specs_of(prepared.metrics, "image")]
     plan = prepared.gridpg
     eligible: list[Tensor] = []  # GridPG: the images this model classifies confidently
     per_explainer: dict[str, _ExplainerMetrics] = {}
@@ -121,10 +135,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         logits = forward_fn(images)
         check_finite_outputs("logits", logits, batch_index, batch["id"], options.checkpoint)
         predictions = logits.argmax(dim=1)
-        if accuracy is not None:
-            accuracy.update(logits, labels)
-            if binary is not None:
-                binary.update(logits, labels)
+        update_metrics(classifier_metrics, BatchInputs(logits=logits, labels=labels))
         if plan is not None and plan.grids is None:
             from scouter.data.grids import confident_correct
 
@@ -169,23 +180,10 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     if not rows:
         raise EvaluationError(f"the {options.split!r} split has no images")
 
-    metrics_doc: dict[str, Any] = {}
-    if accuracy is not None:
-        values = {k: float(v) for k, v in accuracy.compute().items()}
-        metrics_doc["accuracy"] = {
-            "value": values["top1"],
-            "macro": values["macro"],
-            "higher_is_better": True,
-            "nan_count": 0,
-            "settings": {"top1": "over all images", "macro": "mean of per-class accuracies"},
-        }
-        if binary is not None:
-            metrics_doc["binary"] = {
-                "value": {k: float(v) for k, v in binary.compute().items()},
-                "higher_is_better": True,
-                "nan_count": 0,
-                "settings": {"positive_class": 1, "threshold": 0.5},
-            }
+    metrics_doc = {
+        name: classifier_record(name, metric, context)
+        for name, metric in classifier_metrics.items()
+    }
     explanations_doc: dict[str, Any] = {}
     for name, tracker in per_explainer.items():
         summary, per_image = tracker.results()

@@ -11,7 +11,8 @@ object with ``.logits (B, K)`` — or a plain logits tensor — works for the po
 Explainers never change the model's train/eval mode: call ``model.eval()`` first, otherwise
 BatchNorm statistics depend on the batch and batched maps differ from per-image ones.
 
-Adding a method is one small subclass: set ``name`` and ``kind`` and implement
+Adding a method is one small subclass: set ``name``, ``kind`` and, when it only works on one kind
+of head, ``requires`` (``"xslot_head"`` or ``"fc_head"``: checked before any work), and implement
 :meth:`Explainer.explain` (one class per image) — or :meth:`Explainer.explain_classes` when the
 method gets several classes per image more cheaply than one at a time (SCOUTER, RISE) — and decorate
 it with :func:`register_explainer`.
@@ -35,6 +36,7 @@ __all__ = [
     "Explainer",
     "Explanation",
     "MapKind",
+    "Requirement",
     "Target",
     "get_explainer",
     "integer_setting",
@@ -46,6 +48,55 @@ __all__ = [
 
 Target = int | Tensor | Literal["all"] | None
 MapKind = Literal["attention", "cam", "pixel"]
+Requirement = Literal["xslot_head", "fc_head", "any"]
+"""What an explainer needs of the model: a SCOUTER (xSlot) head, an FC head (global average
+pool + linear ``head.fc``), or nothing beyond logits (``"any"``; whether it back-propagates is
+:attr:`Explainer.needs_gradients`, which every classifier here allows)."""
+
+_FIXES: dict[str, str] = {
+    "xslot_head": "for FC models use a post-hoc explainer such as 'gradcam' or 'cam'",
+    "fc_head": "for SCOUTER or other heads use 'gradcam', which reduces to CAM on an FC head",
+}
+
+
+def _has_xslot_head(model: Any) -> bool:
+    from scouter.models.xslot import XSlotHead
+
+    return isinstance(getattr(model, "head", None), XSlotHead)
+
+
+def _has_fc_head(model: Any) -> bool:
+    return isinstance(getattr(getattr(model, "head", None), "fc", None), nn.Linear)
+
+
+def _head_description(model: Any) -> str:
+    if _has_xslot_head(model):
+        return "a SCOUTER model (xslot head)"
+    if _has_fc_head(model):
+        return "an FC model"
+    head = getattr(model, "head", None)
+    return (
+        f"a model with a {type(head).__name__} head"
+        if head is not None
+        else "a model without a head"
+    )
+
+
+def requirement_problem(
+    name: str, requires: Requirement, model: Any, noun: str = "model"
+) -> str | None:
+    """Why ``model`` cannot be explained by explainer ``name`` needing ``requires`` (with the
+    fix), or ``None`` when it can. ``noun`` names the model in the message ("checkpoint")."""
+    if requires == "xslot_head" and not _has_xslot_head(model):
+        need = f"a SCOUTER {noun} (xslot head)"
+    elif requires == "fc_head" and not _has_fc_head(model):
+        need = "an FC head (global average pool + linear `head.fc`)"
+    else:
+        return None
+    return (
+        f"explainer {name!r} needs {need}, but this is {_head_description(model)}: "
+        f"{_FIXES[requires]}"
+    )
 
 
 @dataclass
@@ -245,6 +296,9 @@ class Explainer:
     kind: ClassVar[MapKind] = "pixel"
     #: Whether the method back-propagates (images are then detached copies with autograd on).
     needs_gradients: ClassVar[bool] = True
+    #: What the method needs of the model (:data:`Requirement`), checked by :meth:`check_model`
+    #: before any work: by every call, and by ``evaluate.py``'s preparation.
+    requires: ClassVar[Requirement] = "any"
 
     def __init__(self, batch_size: int = 64, **settings: Any) -> None:
         self.batch_size = integer_setting(
@@ -255,6 +309,16 @@ class Explainer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
         return f"{type(self).__name__}({args})"
+
+    def model_problem(self, model: nn.Module, noun: str = "model") -> str | None:
+        """Why this explainer cannot explain ``model`` (naming the fix), or ``None``."""
+        return requirement_problem(self.name, self.requires, model, noun)
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise a ValueError naming the problem and the fix when :attr:`requires` is not met."""
+        problem = self.model_problem(model)
+        if problem is not None:
+            raise ValueError(problem)
 
     def __call__(self, model: nn.Module, images: Tensor, target: Target = None) -> Explanation:
         """Explain ``model``'s scores on ``images``.
@@ -268,7 +332,12 @@ class Explainer:
         Returns:
             :class:`Explanation` with maps ``(B, 1, h, w)`` for one class per image or
             ``(B, T, h, w)``; ``T = K`` for ``"all"``.
+
+        Raises:
+            ValueError: before any work, when the model lacks what :attr:`requires` says (the
+                message names the fix), or for bad ``images`` / ``target``.
         """
+        self.check_model(model)
         if images.ndim != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
         targets = resolve_targets(model, images, target)

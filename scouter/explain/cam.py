@@ -285,6 +285,7 @@ class CAMExplainer(FeatureCAM):
     name = "cam"
     uses_gradients = False
     needs_gradients = False
+    requires = "fc_head"
 
     def __init__(self, batch_size: int = 64) -> None:
         super().__init__(None, batch_size)

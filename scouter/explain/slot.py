@@ -33,6 +33,7 @@ class SlotExplainer(Explainer):
     name = "slot"
     kind = "attention"
     needs_gradients = False
+    requires = "xslot_head"
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,12 +75,7 @@ class SlotContributionExplainer(SlotExplainer):
     name = "slot_contribution"
 
     def _attention(self, model: nn.Module, images: Tensor) -> Tensor:
-        head = getattr(model, "head", None)
-        if not isinstance(head, XSlotHead):
-            raise ValueError(
-                "the 'slot_contribution' explainer needs a SCOUTER model (xslot head); for an FC "
-                "model use a post-hoc method such as 'cam' or 'gradcam'"
-            )
+        head: XSlotHead = model.head  # `requires` was checked before any work
         captured: list[Tensor] = []
         handle = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
         try:

@@ -58,3 +58,48 @@ def test_slot_contribution_leaves_no_hook_behind(scouter_model, fc_model, images
     assert not scouter_model.head._forward_hooks
     with pytest.raises(ValueError, match="needs a SCOUTER model.*'cam'"):
         get_explainer("slot_contribution")(fc_model, images)
+
+
+class _CountingModel(torch.nn.Module):
+    """Counts the forward passes of the model it wraps (and exposes its head)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.head, self.num_classes, self.calls = model, model.head, 3, 0
+
+    def forward(self, images):
+        self.calls += 1
+        return self.model(images)
+
+
+@pytest.mark.parametrize("name", ["slot", "slot_contribution"])
+def test_slot_explainers_on_an_fc_model_fail_before_any_work(fc_model, images, name):
+    model = _CountingModel(fc_model)
+    explainer = get_explainer(name)
+    assert explainer.requires == "xslot_head"
+    message = (
+        f"explainer '{name}' needs a SCOUTER model (xslot head), but this is an FC model: "
+        "for FC models use a post-hoc explainer such as 'gradcam' or 'cam'"
+    )
+    assert explainer.model_problem(model) == message
+    for target in (None, 0, "all"):  # None would otherwise predict first
+        with pytest.raises(ValueError) as error:
+            explainer(model, images, target=target)
+        assert str(error.value) == message
+    assert model.calls == 0
+    with pytest.raises(ValueError, match="needs a SCOUTER model"):  # Classifier.explain too
+        fc_model.explain(images, method=name)
+
+
+def test_cam_on_a_scouter_model_fails_before_any_work(scouter_model, images):
+    model = _CountingModel(scouter_model)
+    with pytest.raises(ValueError, match="'cam' needs an FC head.* use 'gradcam'"):
+        get_explainer("cam")(model, images)
+    assert model.calls == 0
+
+
+def test_explainers_without_a_head_requirement_accept_both_heads(fc_model, scouter_model):
+    explainer = get_explainer("gradcam")
+    assert explainer.requires == "any"
+    assert explainer.model_problem(fc_model) is None
+    assert explainer.model_problem(scouter_model) is None
