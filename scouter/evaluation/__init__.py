@@ -18,9 +18,11 @@ The package, one concern per module:
   :class:`PreparedEvaluation`, :class:`EvaluationError`;
 * :mod:`~scouter.evaluation.preparation`: :func:`prepare` (loading and every check before work);
 * :mod:`~scouter.evaluation.checks`: what evaluation refuses (non-finite weights, logits or maps,
-  precision without regions, unknown ``model:`` keys);
+  a metric needing boxes or masks on a dataset without them, unknown ``model:`` keys);
 * :mod:`~scouter.evaluation.running`: :func:`run` (the per-batch loop, the results document and
   files) and :func:`evaluate`;
+* :mod:`~scouter.evaluation.metric_specs`: the metric table (one ``MetricSpec`` per metric:
+  how it is built, what its update takes, what it records), which every loop runs over;
 * :mod:`~scouter.evaluation.explainer_metrics`: one explainer's explanation metrics;
 * :mod:`~scouter.evaluation.outputs`: the export folder and the versions in ``results.json``;
 * :mod:`~scouter.evaluation.cli`: ``evaluate.py``'s argument parser and :func:`main`.
