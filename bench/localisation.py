@@ -76,18 +76,12 @@ def parse_model(text: str) -> tuple[str, Path, Path]:
 
 
 def explainers_for(model: Any, wanted: list[str] | None) -> list[str]:
-    """Every registered explainer the model can use (``slot*`` need SCOUTER, ``cam`` an FC head)."""
-    from scouter.explain import list_explainers
+    """Every registered explainer whose declared requirement the model meets (``slot*`` need a
+    SCOUTER head, ``cam`` an FC head)."""
+    from scouter.explain import get_explainer, list_explainers
 
     names = wanted or list_explainers()
-    usable = []
-    for name in names:
-        if name.startswith("slot") and not model.is_scouter:
-            continue
-        if name == "cam" and model.is_scouter:
-            continue
-        usable.append(name)
-    return usable
+    return [name for name in names if get_explainer(name).model_problem(model) is None]
 
 
 def _eligibility(prepared: Any, threshold: float) -> np.ndarray:
