@@ -22,8 +22,8 @@ the first ``--costly-grids`` of them form the costly methods' subset (``…_subs
 (model, explainer) is then evaluated by ``evaluate()`` — GridPG on the grids (``--geometry``), and
 on the first ``--image-limit`` test images insertion, deletion and, where the dataset has boxes or
 masks, precision. Methods in ``--costly`` use the subset (stated in the table). Cost: the seconds
-of the GridPG run (one forward per image of the split for the confidence record, then the grids)
-divided by its cells. A run whose results.json exists is reused (an interrupted leaderboard
+of the GridPG run (on the shared grids file no pass over the split is needed: the grids' forward
+passes and maps only) divided by its cells. A run whose results.json exists is reused (an interrupted leaderboard
 resumes; delete `--out` to start over). Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
 ``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer).
 """

@@ -146,6 +146,28 @@ def test_gridpg_builds_grids_once_and_every_model_reuses_them(workdir, tmp_path)
     assert not (pos / "gridpg_grids.json").exists()
 
 
+def test_gridpg_on_a_grids_file_skips_the_pass_over_the_split_with_the_same_scores(
+    workdir, tmp_path
+):
+    grids_file = tmp_path / "grids.json"
+    built = evaluate(_options(workdir, "fc", tmp_path / "built", explainers=["gradcam"],
+                              gridpg_count=3, gridpg_grids=grids_file))  # fmt: skip
+    assert built["num_images"] == 40  # building grids needs every image's confidence
+    looped = evaluate(_options(workdir, "pos", tmp_path / "looped", explainers=["slot"],
+                               metrics=["accuracy", "gridpg"], gridpg_grids=grids_file))  # fmt: skip
+    alone = evaluate(_options(workdir, "pos", tmp_path / "alone", explainers=["slot"],
+                              gridpg_grids=grids_file))  # fmt: skip
+    assert looped["num_images"] == 40 and alone["num_images"] == 0  # the grids name their images
+    assert (
+        alone["explanations"]["slot"]["metrics"]["gridpg"]
+        == looped["explanations"]["slot"]["metrics"]["gridpg"]
+    )
+    assert alone["gridpg"]["cells_not_confident"] == looped["gridpg"]["cells_not_confident"]
+    assert len(_cells(_rows(tmp_path / "alone"))) == 12 and not [
+        r for r in _rows(tmp_path / "alone") if not r["grid"]
+    ]
+
+
 def test_grids_are_deterministic_for_a_seed(workdir, tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for folder, seed in ((a, 0), (b, 0), (c, 1)):

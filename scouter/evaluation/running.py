@@ -85,6 +85,19 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         dataset_view = Subset(dataset, range(min(int(limit), len(dataset))))
     else:
         dataset_view = dataset
+    plan = prepared.gridpg
+    # GridPG alone on grids read from a file needs no pass over the split: the grids name their
+    # images, and the pass would only record confidence for building grids (a leaderboard scores
+    # many explainers on one grids file; the pass over 10 000 images cost more than the grids).
+    grids_only = (
+        plan is not None
+        and plan.grids is not None
+        and options.export is None
+        and not specs_of(prepared.metrics, "classifier")
+        and not specs_of(prepared.metrics, "image")
+    )
+    if grids_only:
+        dataset_view = Subset(dataset, [])
     datamodule = prepared.datamodule
     loader = DataLoader(
         dataset_view,
@@ -110,7 +123,6 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
     )
     classifier_metrics = build_metrics(specs_of(prepared.metrics, "classifier"), context)
     explanation_metrics = [s.name for s in specs_of(prepared.metrics, "image")]
-    plan = prepared.gridpg
     eligible: list[Tensor] = []  # GridPG: the images this model classifies confidently
     per_explainer: dict[str, _ExplainerMetrics] = {}
     rows: list[dict[str, Any]] = []
@@ -177,7 +189,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         progress.update(len(images))
     progress.close()
     elapsed = time.perf_counter() - started
-    if not rows:
+    if not rows and not grids_only:
         raise EvaluationError(f"the {options.split!r} split has no images")
 
     metrics_doc = {
