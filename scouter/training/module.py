@@ -38,6 +38,18 @@ from scouter.training.safe_checkpoint_io import use_safe_checkpoint_io
 _STAGE_KEY = "scouter_training_stage"
 
 
+class AuxiliaryFCHead(FCHead):
+    """The FC warm-up / auxiliary head: an :class:`FCHead` that returns only logits ``(B, K)``.
+
+    It only ever feeds a cross-entropy and never leaves the training checkpoint, so it skips
+    the heads' :class:`ClassifierOutput` contract; its parameters are named as an FCHead's.
+    """
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` of features ``(B, C, h, w)``."""
+        return self.logits(features)
+
+
 class ScouterModule(pl.LightningModule):
     """Train a :class:`~scouter.models.classifier.Classifier` with :class:`~scouter.losses.ScouterLoss`.
 
@@ -224,7 +236,9 @@ class ScouterModule(pl.LightningModule):
             )
         if self.fc_warmup_epochs or self.fc_aux_weight:
             # Outside self.model on purpose: exported and loaded models never carry it.
-            self.fc_warmup_head = FCHead(self.model.backbone.out_channels, int(num_classes))
+            self.fc_warmup_head = AuxiliaryFCHead(
+                self.model.backbone.out_channels, int(num_classes)
+            )
         if self.fc_warmup_epochs:
             self.fc_warmup_train_acc = MulticlassAccuracy(int(num_classes), average="micro")
             self.fc_warmup_val_acc = MulticlassAccuracy(int(num_classes), average="micro")
