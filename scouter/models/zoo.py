@@ -17,11 +17,8 @@ from typing import Any
 
 import torch
 
-from scouter.data_config import DataConfig, fit_channels
+from scouter.data_config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, fit_channels
 from scouter.models.classifier import Classifier, ModelConfig, build_classifier
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
