@@ -36,6 +36,11 @@ DATA_CONFIG_KEY = "scouter_data_config"
 
 EVAL_RESIZE_MODES = ("resize", "resize_crop")
 
+#: ImageNet's RGB statistics (torchvision's / timm's defaults): the default normalisation of the
+#: zoo's recipes and of datasets without their own.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 #: Where the class names a model was trained on are stored: the ``.ckpt``'s datamodule state,
 #: ``model.json`` / the safetensors metadata (as ``class_names``) and a model folder's
 #: ``config.json`` (as ``label_names``, timm's key).

@@ -18,7 +18,7 @@ from scouter.data.base import (
     DatasetLayoutError,
     ImageFileDataset,
     Record,
-    require_dir,
+    require_root,
 )
 from scouter.data.registry import register_dataset
 from scouter.data.splits import stratified_split
@@ -51,9 +51,7 @@ class AcrimaDataset(ImageFileDataset):
         skip_corrupt: bool = False,
         limit: int | None = None,
     ) -> None:
-        if root is None:
-            raise DatasetLayoutError(f"acrima needs root=<folder> — expected {LAYOUT}")
-        root = require_dir(Path(root), "ACRIMA root", LAYOUT)
+        root = require_root(root, "acrima", "ACRIMA root", LAYOUT)
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"ACRIMA split must be train, val, test or all, got {split!r}")
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -63,6 +63,26 @@ class Record:
     id: str = ""
 
 
+def require_root(
+    root: str | Path | None, dataset: str, what: str, layout: str, given: str = "folder"
+) -> Path:
+    """A reader's ``root`` as a Path, once it is given and is a folder.
+
+    Args:
+        root: the ``root`` argument of the reader.
+        dataset: the reader's registered name, for ``"<dataset> needs root=<given>"``.
+        what: the folder's name in the message, e.g. ``"CUB root"``.
+        layout: the expected layout, ending each message.
+        given: what ``root`` should be, in words.
+
+    Raises:
+        DatasetLayoutError: ``root`` is None, or not an existing folder.
+    """
+    if root is None:
+        raise DatasetLayoutError(f"{dataset} needs root=<{given}> — expected {layout}")
+    return require_dir(Path(root), what, layout)
+
+
 def require_dir(path: Path, what: str, expected: str) -> Path:
     """Return ``path`` if it is a directory, else raise a :class:`DatasetLayoutError`."""
     if not path.is_dir():

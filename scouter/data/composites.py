@@ -39,7 +39,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from scouter.data.base import DatasetLayoutError, select_classes
-from scouter.data.composites_cache import CacheReader, ensure_cache, open_cache
+from scouter.data.composites_cache import CacheReader, cache_key, ensure_cache, open_cache
 from scouter.data.idx import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_ROOT,
@@ -263,8 +263,36 @@ class CompositesDataset(Dataset):
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         self.targets = item_labels[self._order[np.arange(self.num_samples) % self._order.size]]
         self.stats = {"missing": 0, "corrupt": 0, "boxes_clipped": 0, "boxes_dropped": 0}
-        self.cache_folder = ensure_cache(self, cache_dir) if cache else None
+        self.cache_folder = self._ensure_cache(cache_dir) if cache else None
         self._cached: CacheReader | None = None
+
+    def cache_key(self) -> str:
+        """Key of this split's cached samples: every option that changes a sample and the content
+        the rendering reads (items, their labels, the seeded order, the background photographs).
+        """
+        options = {
+            "split": self.split,
+            "seed": self.seed,
+            "num_samples": self.num_samples,
+            "size": [self.height, self.width],
+            "clutter": self.clutter,
+            "scale": list(self.scale),
+            "threshold": self.threshold,
+            "saturation": self.saturation,
+            "num_classes": self.num_classes,
+        }
+        return cache_key(options, (self._items, self._item_labels, self._order, *self.backgrounds))
+
+    def _ensure_cache(self, cache_dir: str | None) -> Path:
+        size = (self.height, self.width)
+        return ensure_cache(
+            self.cache_key(), self.num_samples, size, self._sample_arrays, cache_dir, self.split
+        )
+
+    def _sample_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(image (H, W, 3) uint8, mask (H, W) uint8, label)`` of composite ``index``."""
+        layers = self.render(index)
+        return layers["image"], layers["mask"], layers["label"]
 
     def __len__(self) -> int:
         return self.num_samples
@@ -275,8 +303,7 @@ class CompositesDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         if self.cache_folder is None:
-            layers = self.render(index)
-            image, mask, label = layers["image"], layers["mask"], layers["label"]
+            image, mask, label = self._sample_arrays(index)
         else:
             if not 0 <= index < self.num_samples:
                 raise IndexError(f"composite index {index} out of range [0, {self.num_samples})")
@@ -284,8 +311,7 @@ class CompositesDataset(Dataset):
                 self._cached = open_cache(self.cache_folder)
             stored = self._cached.read(index)
             if stored is None:  # a chunk that failed its checksum (warned): render it afresh
-                layers = self.render(index)
-                stored = (layers["image"], layers["mask"], layers["label"])
+                stored = self._sample_arrays(index)
             image, mask, label = stored
         return Sample(
             image=image,

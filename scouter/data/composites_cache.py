@@ -1,14 +1,16 @@
-"""Render a composites split once into memory-mapped arrays, keyed by everything that shapes it.
+"""Render a split of generated samples once into memory-mapped arrays, keyed by what shapes it.
 
-Rendering a 128-px composite costs about 2 ms of CPU per sample, every epoch, in every worker. The
-cache renders a split once into ``<cache_dir>/<key>/{images,masks,labels}.npy`` and serves samples
-from memory-mapped views, so an epoch costs what the model costs.
+Rendering a 128-px composite (:mod:`scouter.data.composites`) costs about 2 ms of CPU per sample,
+every epoch, in every worker. The cache renders a split once into
+``<cache_dir>/<key>/{images,masks,labels}.npy`` and serves samples from memory-mapped views, so an
+epoch costs what the model costs. It knows only samples of ``image (H, W, 3)`` uint8,
+``mask (H, W)`` uint8 and an integer label, a key and a render function; the dataset says what
+goes into its key (:func:`cache_key`).
 
-* **Key**: a SHA-256 over a format version, every option that changes a sample (split, seed,
-  sample count, size, clutter, scale, threshold, saturation, class selection) and the *content*
-  the rendering reads — the object items and their labels, the seeded item order and the
-  background photographs. A changed option or a changed source file gives another key, so a stale
-  cache is never served; options that do not change samples are not in the key.
+* **Key**: a SHA-256 over the cache's format version, the options the dataset names (every
+  option that changes a sample) and the arrays it names (the *content* the rendering reads). A
+  changed option or a changed source file gives another key, so a stale cache is never served;
+  options that do not change samples are not in the key.
 * **Atomic and concurrent-safe**: a build holds an exclusive ``fcntl`` lock on
   ``<key>.lock``, renders into a private temporary folder, writes ``meta.json`` last and renames
   the folder into place. A second process (another run, a DDP rank) waits on the lock and then
@@ -39,13 +41,10 @@ import shutil
 import time
 import uuid
 import zlib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from scouter.data.composites import CompositesDataset
 
 FORMAT_VERSION = 2
 CACHE_ENV = "SCOUTER_CACHE_DIR"
@@ -72,23 +71,19 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "scouter") / "composites"
 
 
-def cache_key(dataset: CompositesDataset) -> str:
-    """Hex digest identifying the samples ``dataset`` renders (see the module docstring)."""
+def cache_key(options: Mapping[str, object], arrays: Iterable[np.ndarray]) -> str:
+    """Hex digest (32 characters) of the format version, ``options`` and ``arrays``.
+
+    Args:
+        options: JSON-serialisable values that change a sample (hashed as sorted-key JSON,
+            together with ``"version"``, the format version).
+        arrays: the content the rendering reads, each hashed with its shape and dtype.
+    """
+    if "version" in options:
+        raise ValueError("cache key options must not name 'version' (the cache's own entry)")
     digest = hashlib.sha256()
-    options = {
-        "version": FORMAT_VERSION,
-        "split": dataset.split,
-        "seed": dataset.seed,
-        "num_samples": dataset.num_samples,
-        "size": [dataset.height, dataset.width],
-        "clutter": dataset.clutter,
-        "scale": list(dataset.scale),
-        "threshold": dataset.threshold,
-        "saturation": dataset.saturation,
-        "num_classes": dataset.num_classes,
-    }
-    digest.update(json.dumps(options, sort_keys=True).encode())
-    for array in (dataset._items, dataset._item_labels, dataset._order, *dataset.backgrounds):
+    digest.update(json.dumps({"version": FORMAT_VERSION, **options}, sort_keys=True).encode())
+    for array in arrays:
         digest.update(str((array.shape, array.dtype.str)).encode())
         digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()[:32]
@@ -180,18 +175,16 @@ def _chunk_checksums(arrays: dict[str, np.ndarray], chunk: int, rows: int) -> di
     }
 
 
-def _render_into(dataset: CompositesDataset, folder: Path) -> dict:
-    n, h, w = dataset.num_samples, dataset.height, dataset.width
+Render = Callable[[int], tuple[np.ndarray, np.ndarray, int]]
+
+
+def _render_into(folder: Path, num_samples: int, size: tuple[int, int], render: Render) -> dict:
+    n, (h, w) = num_samples, size
     images = np.lib.format.open_memmap(folder / "images.npy", "w+", np.uint8, (n, h, w, 3))
     masks = np.lib.format.open_memmap(folder / "masks.npy", "w+", np.uint8, (n, h, w))
     labels = np.lib.format.open_memmap(folder / "labels.npy", "w+", np.int64, (n,))
     for index in range(n):
-        layers = dataset.render(index)
-        images[index], masks[index], labels[index] = (
-            layers["image"],
-            layers["mask"],
-            layers["label"],
-        )
+        images[index], masks[index], labels[index] = render(index)
     arrays = {"images": images, "masks": masks, "labels": labels}
     for array in arrays.values():
         array.flush()
@@ -205,10 +198,25 @@ def _render_into(dataset: CompositesDataset, folder: Path) -> dict:
     return {"chunk_rows": rows, "arrays": description}
 
 
-def ensure_cache(dataset: CompositesDataset, cache_dir: str | Path | None = None) -> Path:
-    """The folder of ``dataset``'s cached samples, built (once, under a lock) if missing.
+def ensure_cache(
+    key: str,
+    num_samples: int,
+    size: tuple[int, int],
+    render: Render,
+    cache_dir: str | Path | None = None,
+    split: str = "",
+) -> Path:
+    """The folder of the samples cached under ``key``, built (once, under a lock) if missing.
 
     A folder that fails the checks of the module docstring is rebuilt, with a warning saying why.
+
+    Args:
+        key: the samples' :func:`cache_key`; names the folder.
+        num_samples: number of samples N.
+        size: ``(H, W)`` of every image and mask.
+        render: sample index → ``(image (H, W, 3) uint8, mask (H, W) uint8, label int)``.
+        cache_dir: the cache's root (default :func:`default_cache_dir`).
+        split: the split's name, recorded in ``meta.json`` and the build's log line.
 
     Raises:
         PermissionError: ``cache_dir`` cannot be created or written, with the ways out.
@@ -216,7 +224,7 @@ def ensure_cache(dataset: CompositesDataset, cache_dir: str | Path | None = None
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        lock_path = root / f"{cache_key(dataset)}.lock"
+        lock_path = root / f"{key}.lock"
         lock = lock_path.open("a")
     except OSError as err:
         raise PermissionError(
@@ -224,7 +232,6 @@ def ensure_cache(dataset: CompositesDataset, cache_dir: str | Path | None = None
             f"dataset_options.cache_dir (or the {CACHE_ENV} environment variable) to a writable "
             "folder, or cache: false to render every sample on the fly"
         ) from err
-    key = lock_path.stem
     final = root / key
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if we crash
@@ -241,12 +248,12 @@ def ensure_cache(dataset: CompositesDataset, cache_dir: str | Path | None = None
         partial.mkdir()
         start = time.perf_counter()
         try:
-            layout = _render_into(dataset, partial)
+            layout = _render_into(partial, num_samples, size, render)
             meta = {
                 "version": FORMAT_VERSION,
                 "key": key,
-                "num_samples": dataset.num_samples,
-                "split": dataset.split,
+                "num_samples": num_samples,
+                "split": split,
                 **layout,
             }
             (partial / "meta.json").write_text(json.dumps(meta))
@@ -256,8 +263,8 @@ def ensure_cache(dataset: CompositesDataset, cache_dir: str | Path | None = None
             raise
         log.warning(
             "composites cache: rendered %d %s samples into %s in %.1f s",
-            dataset.num_samples,
-            dataset.split,
+            num_samples,
+            split,
             final,
             time.perf_counter() - start,
         )

@@ -19,7 +19,7 @@ from scouter.data.base import (
     DatasetLayoutError,
     ImageFileDataset,
     Record,
-    require_dir,
+    require_root,
     select_classes,
 )
 from scouter.data.registry import register_dataset
@@ -58,9 +58,7 @@ class ConTextDataset(ImageFileDataset):
         skip_corrupt: bool = False,
         limit: int | None = None,
     ) -> None:
-        if root is None:
-            raise DatasetLayoutError(f"context needs root=<folder> — expected {LAYOUT}")
-        root = require_dir(Path(root), "Con-Text root", LAYOUT)
+        root = require_root(root, "context", "Con-Text root", LAYOUT)
         if (root / "JPEGImages").is_dir():
             root = root / "JPEGImages"
         if split not in ("train", "test"):

@@ -27,8 +27,8 @@ from scouter.data.base import (
     DatasetLayoutError,
     ImageFileDataset,
     Record,
-    require_dir,
     require_file,
+    require_root,
     select_classes,
 )
 from scouter.data.registry import register_dataset
@@ -87,9 +87,7 @@ class CubDataset(ImageFileDataset):
         skip_corrupt: bool = False,
         limit: int | None = None,
     ) -> None:
-        if root is None:
-            raise DatasetLayoutError(f"cub200 needs root=<dataset folder> — expected {LAYOUT}")
-        root = require_dir(Path(root), "CUB root", LAYOUT)
+        root = require_root(root, "cub200", "CUB root", LAYOUT, "dataset folder")
         if not (root / "images.txt").is_file() and (root / "CUB_200_2011" / "images.txt").is_file():
             root = root / "CUB_200_2011"
         if not (root / "images.txt").is_file():

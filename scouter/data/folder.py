@@ -16,7 +16,7 @@ from scouter.data.base import (
     DatasetLayoutError,
     ImageFileDataset,
     Record,
-    require_dir,
+    require_root,
     select_classes,
 )
 from scouter.data.registry import register_dataset
@@ -56,9 +56,7 @@ class FolderDataset(ImageFileDataset):
         skip_corrupt: bool = False,
         limit: int | None = None,
     ) -> None:
-        if root is None:
-            raise DatasetLayoutError(f"folder needs root=<folder> — expected {LAYOUT}")
-        root = require_dir(Path(root), "folder dataset root", LAYOUT)
+        root = require_root(root, "folder", "folder dataset root", LAYOUT)
         split_dir = root / split
         if not split_dir.is_dir():
             if split != "train":

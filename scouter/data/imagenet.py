@@ -34,6 +34,7 @@ from scouter.data.base import (
     ImageFileDataset,
     Record,
     require_dir,
+    require_root,
     select_classes,
 )
 from scouter.data.registry import register_dataset
@@ -158,9 +159,7 @@ class ImageNetDataset(ImageFileDataset):
         skip_corrupt: bool = False,
         limit: int | None = None,
     ) -> None:
-        if root is None:
-            raise DatasetLayoutError(f"imagenet needs root=<dataset folder> — expected {LAYOUT}")
-        root = require_dir(Path(root), "ImageNet root", LAYOUT)
+        root = require_root(root, "imagenet", "ImageNet root", LAYOUT, "dataset folder")
         split = {"test": "val"}.get(split, split)
         if split not in ("train", "val"):
             raise ValueError(

@@ -33,15 +33,12 @@ from torch.utils.data import Dataset
 
 from scouter.data.sample import Sample, clip_boxes
 from scouter.data.sampling import SeededIndex
-from scouter.data_config import fit_channels
+from scouter.data_config import IMAGENET_MEAN, IMAGENET_STD, fit_channels
 
 # PCG64 state for a per-sample seed (SampleTransform.reseed): an odd 128-bit multiplier and a
 # fixed odd stream increment.
 _STATE_MULTIPLIER = 0x9E3779B97F4A7C15F39CC0605CEDC835
 _PCG_INCREMENT = 0xDA3E39CB94B95BDB
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_image_size(image_size: Any, name: str = "image_size") -> tuple[int, int]:

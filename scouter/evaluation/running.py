@@ -132,7 +132,7 @@ def run(prepared: PreparedEvaluation) -> dict[str, Any]:
         "logits": [],  # (b, K) chunks of the shown images: the report's predicted probability
         "class_maps": [],  # SCOUTER: (b, K, h, w) chunks, every class's map (report strips)
     }
-    scouter_head = getattr(getattr(model, "config", None), "head", None) == "xslot"
+    scouter_head = bool(getattr(model, "is_scouter", False))
     class_names = list(getattr(dataset, "class_names", [])) or [str(k) for k in range(num_classes)]
 
     started = time.perf_counter()

@@ -38,7 +38,7 @@ from scouter.metrics.maps import (
     reference_uint8_maps,
     select_class_maps,
 )
-from scouter.metrics.precision import ExplanationPrecision, boxes_to_mask
+from scouter.metrics.precision import ExplanationPrecision
 from scouter.metrics.sensitivity import MaxSensitivity, max_sensitivity_scores
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
     "Infidelity",
     "InsertionAUC",
     "MaxSensitivity",
-    "boxes_to_mask",
     "cell_edges",
     "cell_masks",
     "compose_grid",

@@ -13,6 +13,7 @@ and evaluated for many images in one batched forward. The tests check it equals 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -80,12 +81,9 @@ class Infidelity(PerturbationMetric):
     Args:
         forward_fn: ``(N, C, H, W) -> (N, K)`` logits.
         sigma: standard deviation of the Gaussian perturbations ``I`` (normalised input space).
-        n_perturbations: perturbations per image.
-        batch_size: perturbed images per forward call.
-        prepare: apply :func:`~scouter.metrics.maps.prepare_maps` (ReLU, bilinear to ``H×W``,
-            min–max) to the maps.
-        generator: random generator for the perturbations (reproducible runs); ``None`` uses the
-            global RNG. Perturbations are drawn on the generator's device and then moved.
+        **settings: ``n_perturbations`` (10), ``batch_size`` (256, perturbed images per forward
+            call), ``prepare`` (True), ``generator`` (None) and Metric options, as
+            :class:`~scouter.metrics.per_image.PerturbationMetric`.
 
     Example:
         >>> metric = Infidelity(model, generator=torch.Generator().manual_seed(0))
@@ -94,27 +92,10 @@ class Infidelity(PerturbationMetric):
     """
 
     higher_is_better = False
+    fn_name = "forward_fn"
 
-    def __init__(
-        self,
-        forward_fn: ForwardFn,
-        *,
-        sigma: float = 0.2,
-        n_perturbations: int = 10,
-        batch_size: int = 256,
-        prepare: bool = True,
-        generator: torch.Generator | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(
-            forward_fn,
-            "forward_fn",
-            n_perturbations=n_perturbations,
-            batch_size=batch_size,
-            prepare=prepare,
-            generator=generator,
-            **kwargs,
-        )
+    def __init__(self, forward_fn: ForwardFn, *, sigma: float = 0.2, **settings: Any) -> None:
+        super().__init__(forward_fn, **settings)
         self.sigma = sigma
 
     @property

@@ -9,7 +9,7 @@ perturbations of each image, in chunks of ``batch_size``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -42,30 +42,36 @@ class PerImageMetric(Metric):
 class PerturbationMetric(PerImageMetric):
     """A per-image estimate over ``n_perturbations`` random perturbations of each image.
 
+    A subclass names its model function (:attr:`fn_name`, kept as that attribute) and adds the
+    scale of its perturbations; the other settings are these, shared.
+
     Args:
-        fn: the model function the estimate evaluates (kept as the attribute ``fn_name``).
-        fn_name: ``"forward_fn"`` or ``"explain_fn"``.
+        fn: the model function the estimate evaluates.
         n_perturbations: perturbations per image.
         batch_size: perturbed inputs per call of ``fn``.
-        prepare: apply :func:`~scouter.metrics.maps.prepare_maps` to the maps.
+        prepare: apply :func:`~scouter.metrics.maps.prepare_maps` (ReLU, bilinear to ``H×W``,
+            min–max) to the maps.
         generator: random generator for the perturbations (reproducible runs); ``None`` uses the
             global RNG. Perturbations are drawn on the generator's device and then moved.
+        **kwargs: ``torchmetrics.Metric`` options.
     """
+
+    #: ``"forward_fn"`` or ``"explain_fn"``: the attribute holding ``fn``.
+    fn_name: ClassVar[str]
 
     def __init__(
         self,
         fn: Callable[..., Tensor],
-        fn_name: str,
         *,
-        n_perturbations: int,
-        batch_size: int,
-        prepare: bool,
-        generator: torch.Generator | None,
+        n_perturbations: int = 10,
+        batch_size: int = 256,
+        prepare: bool = True,
+        generator: torch.Generator | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # Not registered as submodules: a model inside fn is not the metric's state.
-        object.__setattr__(self, fn_name, fn)
+        object.__setattr__(self, self.fn_name, fn)
         object.__setattr__(self, "generator", generator)
         self.n_perturbations = n_perturbations
         self.batch_size = batch_size

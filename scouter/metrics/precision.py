@@ -14,11 +14,13 @@ from torch import Tensor
 from scouter.metrics.maps import prepare_maps, select_class_maps
 from scouter.metrics.per_image import PerImageMetric
 
-__all__ = ["ExplanationPrecision", "boxes_to_mask"]
+__all__ = ["ExplanationPrecision"]
 
 
-def boxes_to_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Rasterise xyxy pixel boxes into the union mask of one image.
+def _box_union_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Rasterise xyxy pixel boxes into the union mask of one image, on the boxes' device.
+
+    The rule of :func:`scouter.data.boxes_to_mask` (the public, NumPy one), on tensors.
 
     Convention (exact, documented because box → pixel is otherwise ambiguous): pixel ``(x, y)``
     covers ``[x, x+1) × [y, y+1)`` and belongs to a box iff its centre lies in the half-open box,
@@ -82,7 +84,7 @@ class ExplanationPrecision(PerImageMetric):
         Args:
             maps: ``(B, K, h, w)`` or ``(B, 1, h, w)`` explanation maps.
             regions: ``(B, H, W)`` ground-truth masks (bool or {0, 1}), or a length-``B`` list of
-                ``(N_i, 4)`` xyxy boxes in input pixels (see :func:`boxes_to_mask`).
+                ``(N_i, 4)`` xyxy boxes in input pixels (see :func:`_box_union_mask`).
             classes: ``(B,)`` explained classes; required when ``K > 1``.
             size: ``(H, W)`` of the model input; needed for boxes unless the maps already have it.
         """
@@ -98,7 +100,7 @@ class ExplanationPrecision(PerImageMetric):
                 raise ValueError(f"got {len(regions)} box tensors for {maps.shape[0]} maps")
             box_size = tuple(size) if size is not None else tuple(maps.shape[-2:])
             masks = torch.stack(
-                [boxes_to_mask(torch.as_tensor(b).to(maps.device), box_size) for b in regions]
+                [_box_union_mask(torch.as_tensor(b).to(maps.device), box_size) for b in regions]
             )
         region_size = tuple(masks.shape[-2:])
         if self.prepare:

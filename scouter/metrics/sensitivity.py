@@ -13,6 +13,7 @@ Written here rather than calling captum so that the ``δ`` come from a seeded ge
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,10 +82,9 @@ class MaxSensitivity(PerturbationMetric):
         explain_fn: ``(images (N, C, H, W), classes (N,)) -> maps (N, 1, h, w)``; for SCOUTER one
             forward pass returning the class's attention map.
         radius: ``r`` of the uniform perturbation ``δ ~ U(−r, r)`` (normalised input space).
-        n_perturbations: samples per image.
-        batch_size: inputs per ``explain_fn`` call.
-        prepare: apply :func:`~scouter.metrics.maps.prepare_maps` to each explanation.
-        generator: random generator for ``δ``; ``None`` uses the global RNG.
+        **settings: ``n_perturbations`` (10), ``batch_size`` (256, inputs per ``explain_fn``
+            call), ``prepare`` (True, for each explanation), ``generator`` (None) and Metric
+            options, as :class:`~scouter.metrics.per_image.PerturbationMetric`.
 
     Example:
         >>> metric = MaxSensitivity(lambda x, c: model(x).attention.gather(...))
@@ -93,27 +93,10 @@ class MaxSensitivity(PerturbationMetric):
     """
 
     higher_is_better = False
+    fn_name = "explain_fn"
 
-    def __init__(
-        self,
-        explain_fn: ExplainFn,
-        *,
-        radius: float = 0.2,
-        n_perturbations: int = 10,
-        batch_size: int = 256,
-        prepare: bool = True,
-        generator: torch.Generator | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(
-            explain_fn,
-            "explain_fn",
-            n_perturbations=n_perturbations,
-            batch_size=batch_size,
-            prepare=prepare,
-            generator=generator,
-            **kwargs,
-        )
+    def __init__(self, explain_fn: ExplainFn, *, radius: float = 0.2, **settings: Any) -> None:
+        super().__init__(explain_fn, **settings)
         self.radius = radius
 
     @property

@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from torch import nn
 from scouter.data_config import DataConfig
 from scouter.models.backbones import TimmBackbone
 from scouter.models.fc import FCHead
+from scouter.models.output import ClassifierOutput
 from scouter.models.xslot import ATTENTION_NORMS, XSlotHead
 
 HeadType = Literal["xslot", "fc"]
@@ -26,21 +27,6 @@ HeadType = Literal["xslot", "fc"]
 # they stalled near chance where "none" trained (bench/RESULTS.md, "Recipes ablation"). Original
 # SCOUTER checkpoints and the paper-recipe zoo entries keep "reference" explicitly.
 TRAINING_ATTENTION_NORM = "none"
-
-
-class ClassifierOutput(NamedTuple):
-    """Prediction and explanation of one forward pass.
-
-    Attributes:
-        logits: ``(B, K)`` raw class scores (log-softmax is the loss's business).
-        attention: ``(B, K, h, w)`` SCOUTER explanation maps (values in ``(0, s)``), or ``None``
-            for the FC baseline.
-        slot_attention: ``(B, K·s, h, w)`` per-slot attention (values in ``(0, 1)``) or ``None``.
-    """
-
-    logits: torch.Tensor
-    attention: torch.Tensor | None = None
-    slot_attention: torch.Tensor | None = None
 
 
 class ModelConfigError(ValueError):
@@ -182,7 +168,8 @@ class Classifier(nn.Module):
 
     Args:
         backbone: module mapping images ``(B, in_chans, H, W)`` to features ``(B, C, h, w)``.
-        head: :class:`XSlotHead` or :class:`FCHead`.
+        head: :class:`XSlotHead` or :class:`FCHead`: features ``(B, C, h, w)`` →
+            :class:`ClassifierOutput`.
         config: the configuration that built it (kept for checkpoints).
         data_config: the preprocessing its inputs need (:class:`~scouter.data_config.DataConfig`:
             size, channels, mean, std, eval resize), stored with every checkpoint; ``None`` when
@@ -288,10 +275,7 @@ class Classifier(nn.Module):
     def classify_features(self, features: torch.Tensor) -> ClassifierOutput:
         """The head's output for backbone features ``(B, C, h, w)`` (``forward`` after the
         backbone; for callers that also feed the features elsewhere)."""
-        if isinstance(self.head, XSlotHead):
-            out = self.head(features)
-            return ClassifierOutput(out.logits, out.attention, out.slot_attention)
-        return ClassifierOutput(self.head(features))
+        return self.head(features)
 
 
 def build_head(config: ModelConfig, in_channels: int) -> nn.Module:

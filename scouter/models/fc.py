@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scouter.models.output import ClassifierOutput
+
 
 class FCHead(nn.Module):
     """The black-box baseline head (docs/method.md#fc-baseline) and the pre-training stage's head.
@@ -20,8 +22,12 @@ class FCHead(nn.Module):
         self.num_classes = num_classes
         self.fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Map features ``(B, C, h, w)`` to logits ``(B, K)``."""
+    def forward(self, features: torch.Tensor) -> ClassifierOutput:
+        """Map features ``(B, C, h, w)`` to logits ``(B, K)`` (no explanation maps)."""
+        return ClassifierOutput(self.logits(features))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` of features ``(B, C, h, w)``."""
         if features.ndim != 4 or features.shape[1] != self.in_channels:
             raise ValueError(
                 f"FCHead expects features (B, {self.in_channels}, h, w), "

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import nn
 
+from scouter.models.output import ClassifierOutput
 from scouter.models.position import sine_position_encoding
 
 AttentionNorm = Literal["reference", "abs", "none"]
 ATTENTION_NORMS = ("reference", "abs", "none")
-
-
-class XSlotOutput(NamedTuple):
-    """What the head returns.
-
-    Attributes:
-        logits: ``(B, K)`` raw class scores ``e · Σ_d Σ_{slots of c} U``.
-        attention: ``(B, K, h, w)`` explanation maps, each class's attention summed over its
-            slots, values in ``(0, s)``.
-        slot_attention: ``(B, S, h, w)`` final attention of every slot (class-major, ``S = K·s``),
-            values in ``(0, 1)``; the area loss is taken over this.
-    """
-
-    logits: torch.Tensor
-    attention: torch.Tensor
-    slot_attention: torch.Tensor
 
 
 class XSlotHead(nn.Module):
@@ -133,15 +118,17 @@ class XSlotHead(nn.Module):
             return dots / row * total
         return dots
 
-    def forward(self, features: torch.Tensor) -> XSlotOutput:
+    def forward(self, features: torch.Tensor) -> ClassifierOutput:
         """Attend over a feature map.
 
         Args:
             features: ``(B, C, h, w)`` last backbone stage, any grid size.
 
         Returns:
-            :class:`XSlotOutput` with logits ``(B, K)``, attention ``(B, K, h, w)`` and
-            slot_attention ``(B, S, h, w)``, in the dtype and on the device of ``features``.
+            :class:`~scouter.models.output.ClassifierOutput` with logits ``(B, K)`` (raw class
+            scores ``e · Σ_d Σ_{slots of c} U``), attention ``(B, K, h, w)`` (values in
+            ``(0, s)``) and slot_attention ``(B, S, h, w)`` (class-major, ``S = K·s``, values in
+            ``(0, 1)``), in the dtype and on the device of ``features``.
         """
         if features.ndim != 4 or features.shape[1] != self.in_channels:
             raise ValueError(
@@ -175,7 +162,7 @@ class XSlotHead(nn.Module):
         attention = slot_attention.view(
             batch, self.num_classes, self.slots_per_class, height, width
         ).sum(dim=2)
-        return XSlotOutput(logits, attention, slot_attention)
+        return ClassifierOutput(logits, attention, slot_attention)
 
     def extra_repr(self) -> str:
         return (

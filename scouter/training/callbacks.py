@@ -10,13 +10,13 @@ from typing import Any
 from weakref import proxy
 
 import pytorch_lightning as pl
-from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from scouter.training import folder_lock
+import scouter.training.folder_lock as folder_lock
 from scouter.training.checkpoint_folder import (
     describe_partials,
+    is_local_path,
     leftover_partials,
     partial_path,
     remove_leftover_partials,
@@ -136,7 +136,7 @@ class ScouterCheckpoint(ModelCheckpoint):
             self._take_lock(trainer)
 
     def _local_folder(self) -> bool:
-        return self.dirpath is not None and _is_local_file_protocol(self.dirpath)
+        return self.dirpath is not None and is_local_path(self.dirpath)
 
     def _take_lock(self, trainer: pl.Trainer) -> None:
         """Rank 0 locks the folder; every rank raises its refusal (none waits in a collective)."""
@@ -279,7 +279,7 @@ class ScouterCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        if not _is_local_file_protocol(filepath):
+        if not is_local_path(filepath):
             super()._save_checkpoint(trainer, filepath)
             return
         folder, name = os.path.split(filepath)

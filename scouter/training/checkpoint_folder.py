@@ -17,9 +17,18 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from pathlib import Path
 
 EARLIER_RUNS = "earlier_runs"
+
+
+def is_local_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is on the local file system: no fsspec protocol (``s3://``,
+    ``memory::``) or ``file://``. The rule of ``fsspec.utils.get_protocol``, which Lightning
+    uses to choose a file system."""
+    parts = re.split(r"(::|://)", os.fspath(path), maxsplit=1)
+    return len(parts) == 1 or parts[0] == "file"
 
 
 def partial_path(folder: str | os.PathLike, name: str, token: str) -> str:

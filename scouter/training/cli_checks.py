@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from scouter.safe_loading import require_checkpoint_file
+from scouter.training.checkpoint_folder import is_local_path
 from scouter.training.run_checks import TrainingInputError
 
 # Trainer settings where an integer counts batches and a float is a fraction (1 vs 1.0).
@@ -39,7 +39,7 @@ def check_ckpt_path(ckpt_path: Any) -> None:
     if ckpt_path is None:
         return
     text = str(ckpt_path)
-    if text in _CKPT_PATH_WORDS or text.startswith("registry") or not _is_local_file_protocol(text):
+    if text in _CKPT_PATH_WORDS or text.startswith("registry") or not is_local_path(text):
         return
     try:
         require_checkpoint_file(text)
@@ -57,7 +57,7 @@ def logger_folders(trainer: pl.Trainer) -> list[tuple[str, str]]:
     folders = []
     for logger in trainer.loggers:
         save_dir = getattr(logger, "save_dir", None)
-        if save_dir and _is_local_file_protocol(str(save_dir)):
+        if save_dir and is_local_path(str(save_dir)):
             setting = f"the logger's folder (trainer.logger: {type(logger).__name__} save_dir)"
             folders.append((str(save_dir), setting))
     if not trainer.loggers:  # the saved config.yaml goes there

@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
-from scouter.checkpoints import (
-    LIGHTNING_CONFIG_KEY,
-    backbone_state_from_checkpoint,
-    load_state_dict_checked,
+from scouter.checkpoints import LIGHTNING_CONFIG_KEY
+from scouter.models.classifier import ClassifierOutput
+from scouter.training.model_setup import (
+    ARCH_FIELDS,
+    AuxiliaryFCHead,
+    backbone_pretrained,
+    build_model,
+    freeze_pretrained_stages,
+    init_backbone,
+    model_config_docs,
+    recipe_loss,
 )
-from scouter.losses import ScouterLoss
-from scouter.models.classifier import Classifier, ClassifierOutput, ModelConfig, build_classifier
-from scouter.models.fc import FCHead
-from scouter.models.inputs import model_channels, state_channels
-from scouter.models.zoo import create_model, get_model_entry
-from scouter.training.freezing import freeze_backbone_stages
 from scouter.training.nonfinite import gradients_finite, non_finite_error
 from scouter.training.optimization import build_optimization
 from scouter.training.resume import RandomStateResume, TrainLoaderResume
 from scouter.training.run_checks import (
     check_checkpoint_matches,
+    check_fc_head_settings,
     check_fc_warmup_fits,
     check_model_fits_data,
+    check_module_settings,
     check_training_batches,
 )
 from scouter.training.safe_checkpoint_io import use_safe_checkpoint_io
@@ -46,26 +48,19 @@ class ScouterModule(pl.LightningModule):
     classifier lives at ``self.model`` and its config is written into every checkpoint, so
     ``scouter.load_model(ckpt)`` rebuilds it without this class.
 
+    The architecture arguments (``backbone`` … ``backbone_kwargs``) are the :class:`ModelConfig`
+    fields of the same names and are documented there only; their entries are copied into this
+    docstring at import, for ``train.py --help``. ``train.py`` links ``in_chans`` from
+    ``data.in_chans``; ``pretrained`` with ``zoo`` loads the entry's offline weights if it has
+    them.
+
     Logged: ``{train,val,test}/{loss,ce,area,acc}`` (accuracy over all samples, not a mean of
     per-batch accuracies as in the reference, docs/method.md#known-reference-bugs item 11).
 
     Args:
         num_classes: ``K``; linked from ``data.num_classes`` by ``train.py``.
         zoo: a ``scouter.list_models()`` name to start from (its recipe λ/power too).
-        backbone: timm model name.
-        head: ``"xslot"`` (SCOUTER) or ``"fc"`` (baseline).
-        slots_per_class: ``s``.
-        sign: ``+1`` SCOUTER+, ``-1`` SCOUTER−.
-        hidden_dim: ``D``.
-        to_k_layers: depth of the key MLP.
-        iterations: attention passes (reference 3).
-        attention_norm: ``"reference"``, ``"abs"`` (robust to the reference's NaNs) or ``"none"``.
-        in_chans: image channels (``train.py`` links it from ``data.in_chans``).
-        stem: ``"default"`` or ``"mnist"`` (fresh 1-channel 3×3 ResNet stem).
-        pretrained: start the backbone from timm's pretrained weights (or the zoo entry's offline
-            weights).
-        pretrained_file: local backbone weight file (timm keys).
-        backbone_kwargs: extra ``timm.create_model`` arguments.
+        ModelConfig fields: (their entries are inserted here at import)
         lambda_area: ``λ`` of the area loss (zoo recipe, else 1.0).
         power: exponent of the area term (zoo recipe, else 2).
         area: ``"mean"`` (reference code) or ``"sum"`` (paper wording).
@@ -139,136 +134,47 @@ class ScouterModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if num_classes is None:
-            raise ValueError(
-                "ScouterModule needs num_classes (train.py links it from data.num_classes; "
-                "in Python pass ScouterModule(num_classes=datamodule.num_classes, ...))"
-            )
-        if scheduler not in ("step", "cosine", "none"):
-            raise ValueError(f"scheduler must be 'step', 'cosine' or 'none', got {scheduler!r}")
-        if warmup_steps and scheduler == "step":
-            raise ValueError(
-                "warmup_steps works with scheduler 'cosine' or 'none'; the reference's step "
-                "schedule has no warm-up — set scheduler: cosine or warmup_steps: 0"
-            )
-        if init_backbone_from is not None and not Path(init_backbone_from).is_file():
-            raise FileNotFoundError(
-                f"init_backbone_from {init_backbone_from!r} does not exist — train the FC stage "
-                "first (e.g. python train.py fit --config configs/<dataset>/fc.yaml) or point it "
-                "at its checkpoint (last.ckpt in its checkpoint folder)"
-            )
-        if int(fc_warmup_epochs) < 0:
-            raise ValueError(f"fc_warmup_epochs must be >= 0, got {fc_warmup_epochs}")
-        if not float(fc_aux_weight) >= 0:
-            raise ValueError(f"fc_aux_weight must be >= 0, got {fc_aux_weight}")
-        given = dict(
-            backbone=backbone,
-            head=head,
-            slots_per_class=slots_per_class,
-            sign=sign,
-            hidden_dim=hidden_dim,
-            to_k_layers=to_k_layers,
-            iterations=iterations,
-            attention_norm=attention_norm,
-            in_chans=in_chans,
-            stem=stem,
-            pretrained=pretrained,
-            pretrained_file=pretrained_file,
-            backbone_kwargs=backbone_kwargs,
+        check_module_settings(
+            num_classes,
+            scheduler,
+            warmup_steps,
+            init_backbone_from,
+            fc_warmup_epochs,
+            fc_aux_weight,
         )
-        arch = {name: value for name, value in given.items() if value is not None}
-        self.model = self._build_model(zoo, int(num_classes), arch)
-        recipe = get_model_entry(zoo) if zoo is not None else None
-        self.loss = ScouterLoss(
-            lambda_area=lambda_area
-            if lambda_area is not None
-            else (recipe.lambda_area if recipe else 1.0),
-            power=power if power is not None else (recipe.power if recipe else 2),
-            area=area,
-        )
+        arch = {name: self.hparams[name] for name in ARCH_FIELDS if self.hparams[name] is not None}
+        self.model = build_model(zoo, int(num_classes), arch)
+        check_fc_head_settings(self.model, fc_warmup_epochs, fc_aux_weight)
+        self.loss = recipe_loss(zoo, lambda_area, power, area)
         if init_backbone_from is not None:
-            state = backbone_state_from_checkpoint(init_backbone_from)
-            channels = state_channels(self.model.backbone.model.state_dict(), state)
-            if channels is not None:
-                expected = model_channels(self.model)
-                raise ValueError(
-                    f"init_backbone_from {init_backbone_from!r} was trained on {channels}-channel "
-                    f"images but this model takes {expected} (model.in_chans, linked from "
-                    f"data.in_chans): set data.in_chans: {channels} (images are converted) or "
-                    f"start from a checkpoint trained on {expected}-channel images"
-                )
-            load_state_dict_checked(
-                self.model.backbone.model, state, f"backbone of {init_backbone_from!r}"
-            )
+            init_backbone(self.model, init_backbone_from)
         if freeze_stages:
-            self._freeze(freeze_stages, from_checkpoint=init_backbone_from is not None)
+            pretrained_weights = backbone_pretrained(self.model, zoo, pretrained)
+            from_checkpoint = init_backbone_from is not None
+            freeze_pretrained_stages(self.model, freeze_stages, from_checkpoint, pretrained_weights)
         self.train_acc = MulticlassAccuracy(int(num_classes), average="micro")
         self.val_acc = MulticlassAccuracy(int(num_classes), average="micro")
         self.test_acc = MulticlassAccuracy(int(num_classes), average="micro")
-        self.fc_warmup_epochs = int(fc_warmup_epochs)
-        self._xslot_stage_started = False
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
-        self.fc_aux_weight = float(fc_aux_weight)
-        if self.fc_warmup_epochs and not self.model.is_scouter:
-            raise ValueError(
-                f"fc_warmup_epochs={fc_warmup_epochs} trains an FC head before the xSlot "
-                "head, but this model's head is already FC: set fc_warmup_epochs: 0 (or "
-                "head: xslot)"
-            )
-        if self.fc_aux_weight and not self.model.is_scouter:
-            raise ValueError(
-                f"fc_aux_weight={fc_aux_weight} adds an auxiliary FC head beside the xSlot head, "
-                "but this model's head is already FC: set fc_aux_weight: 0 (or head: xslot)"
-            )
-        if self.fc_warmup_epochs or self.fc_aux_weight:
-            # Outside self.model on purpose: exported and loaded models never carry it.
-            self.fc_warmup_head = FCHead(self.model.backbone.out_channels, int(num_classes))
-        if self.fc_warmup_epochs:
-            self.fc_warmup_train_acc = MulticlassAccuracy(int(num_classes), average="micro")
-            self.fc_warmup_val_acc = MulticlassAccuracy(int(num_classes), average="micro")
+        self._setup_fc_heads(int(num_classes), int(fc_warmup_epochs), float(fc_aux_weight))
 
     # --- construction ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _build_model(zoo: str | None, num_classes: int, arch: dict[str, Any]) -> Classifier:
-        if zoo is not None:
-            overrides = dict(arch)
-            pretrained = bool(overrides.pop("pretrained", False))
-            return create_model(zoo, pretrained=pretrained, num_classes=num_classes, **overrides)
-        if "backbone" not in arch:
-            raise ValueError("give either zoo=<scouter.list_models() name> or backbone=<timm name>")
-        return build_classifier(ModelConfig(num_classes=num_classes, **arch))
-
-    @property
-    def _backbone_pretrained(self) -> bool:
-        config = self.model.config
-        zoo = self.hparams.get("zoo")
-        offline = zoo is not None and get_model_entry(zoo).weights is not None
-        return bool(
-            config.pretrained
-            or config.pretrained_file
-            or (offline and self.hparams.get("pretrained"))
-        )
-
-    def _freeze(self, num_stages: int, from_checkpoint: bool) -> None:
-        config = self.model.config
-        if not (from_checkpoint or self._backbone_pretrained):
-            raise ValueError(
-                f"freeze_stages={num_stages} would freeze randomly initialised backbone layers "
-                f"({config.backbone} has pretrained=False and no init_backbone_from): set "
-                "pretrained: true, pretrained_file or init_backbone_from, or freeze_stages: 0"
-            )
-        # The reference froze its freshly created MNIST conv1 at random init
-        # (docs/method.md#freezing-stages).
-        fresh = {"conv1.weight"} if config.stem == "mnist" and not from_checkpoint else set()
-        _, kept = freeze_backbone_stages(self.model.backbone.model, num_stages, fresh)
-        if kept:
-            rank_zero_warn(
-                f"freeze_stages={num_stages}: keeping freshly initialised {', '.join(kept)} "
-                "trainable (frozen at random init it would never learn)"
-            )
+    def _setup_fc_heads(
+        self, num_classes: int, fc_warmup_epochs: int, fc_aux_weight: float
+    ) -> None:
+        """The two-stage state and the FC warm-up / auxiliary head with its metrics, if used."""
+        self.fc_warmup_epochs = fc_warmup_epochs
+        self._xslot_stage_started = False
+        self.fc_aux_weight = fc_aux_weight
+        if fc_warmup_epochs or fc_aux_weight:
+            # Outside self.model on purpose: exported and loaded models never carry it.
+            self.fc_warmup_head = AuxiliaryFCHead(self.model.backbone.out_channels, num_classes)
+        if fc_warmup_epochs:
+            self.fc_warmup_train_acc = MulticlassAccuracy(num_classes, average="micro")
+            self.fc_warmup_val_acc = MulticlassAccuracy(num_classes, average="micro")
 
     # --- forward / steps --------------------------------------------------------------------------
 
@@ -472,3 +378,10 @@ class ScouterModule(pl.LightningModule):
         stored = checkpoint.get(LIGHTNING_CONFIG_KEY)
         if stored is not None:
             check_checkpoint_matches(stored, self.model)
+
+
+# One source for the architecture fields' docs: ModelConfig's, copied in for LightningCLI's --help.
+ScouterModule.__doc__ = (ScouterModule.__doc__ or "").replace(
+    "        ModelConfig fields: (their entries are inserted here at import)\n",
+    model_config_docs(),
+)

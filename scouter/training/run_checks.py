@@ -1,5 +1,6 @@
-"""Checks run before any work: model vs data, model vs a checkpoint it restores, a training set
-that gives batches, folders the run can write.
+"""Checks run before any work: the training module's settings, model vs data, model vs a
+checkpoint it restores or starts its backbone from, a training set that gives batches, folders the
+run can write.
 
 Each failure names both values and the fix (a :class:`TrainingInputError`, which ``train.py``
 prints without a traceback), before a batch is loaded or a weight is overwritten.
@@ -14,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from scouter.models.classifier import Classifier
-from scouter.models.inputs import channel_mismatch, config_channels, model_channels, size_mismatch
+from scouter.models.inputs import (
+    channel_mismatch,
+    config_channels,
+    model_channels,
+    size_mismatch,
+    state_channels,
+)
 
 # Fields that must agree between a checkpoint and the module restoring it.
 SHAPE_FIELDS = ("backbone", "num_classes", "head", "slots_per_class", "hidden_dim", "to_k_layers")
@@ -22,6 +29,74 @@ SHAPE_FIELDS = ("backbone", "num_classes", "head", "slots_per_class", "hidden_di
 
 class TrainingInputError(ValueError):
     """A setting, file or folder given to training cannot work; the message says the fix."""
+
+
+def check_module_settings(
+    num_classes: int | None,
+    scheduler: str,
+    warmup_steps: int,
+    init_backbone_from: str | None,
+    fc_warmup_epochs: int,
+    fc_aux_weight: float,
+) -> None:
+    """``ScouterModule``'s settings that can be refused before anything is built.
+
+    Raises:
+        ValueError: a missing ``num_classes``, an unknown ``scheduler``, a warm-up with the step
+            schedule, a negative ``fc_warmup_epochs`` or ``fc_aux_weight``.
+        FileNotFoundError: ``init_backbone_from`` does not exist.
+    """
+    if num_classes is None:
+        raise ValueError(
+            "ScouterModule needs num_classes (train.py links it from data.num_classes; "
+            "in Python pass ScouterModule(num_classes=datamodule.num_classes, ...))"
+        )
+    if scheduler not in ("step", "cosine", "none"):
+        raise ValueError(f"scheduler must be 'step', 'cosine' or 'none', got {scheduler!r}")
+    if warmup_steps and scheduler == "step":
+        raise ValueError(
+            "warmup_steps works with scheduler 'cosine' or 'none'; the reference's step "
+            "schedule has no warm-up — set scheduler: cosine or warmup_steps: 0"
+        )
+    if init_backbone_from is not None and not Path(init_backbone_from).is_file():
+        raise FileNotFoundError(
+            f"init_backbone_from {init_backbone_from!r} does not exist — train the FC stage "
+            "first (e.g. python train.py fit --config configs/<dataset>/fc.yaml) or point it "
+            "at its checkpoint (last.ckpt in its checkpoint folder)"
+        )
+    if int(fc_warmup_epochs) < 0:
+        raise ValueError(f"fc_warmup_epochs must be >= 0, got {fc_warmup_epochs}")
+    if not float(fc_aux_weight) >= 0:
+        raise ValueError(f"fc_aux_weight must be >= 0, got {fc_aux_weight}")
+
+
+def check_fc_head_settings(model: Classifier, fc_warmup_epochs: int, fc_aux_weight: float) -> None:
+    """An FC warm-up or auxiliary FC head needs an xSlot model beside it (``ValueError``)."""
+    if int(fc_warmup_epochs) and not model.is_scouter:
+        raise ValueError(
+            f"fc_warmup_epochs={fc_warmup_epochs} trains an FC head before the xSlot "
+            "head, but this model's head is already FC: set fc_warmup_epochs: 0 (or "
+            "head: xslot)"
+        )
+    if float(fc_aux_weight) and not model.is_scouter:
+        raise ValueError(
+            f"fc_aux_weight={fc_aux_weight} adds an auxiliary FC head beside the xSlot head, "
+            "but this model's head is already FC: set fc_aux_weight: 0 (or head: xslot)"
+        )
+
+
+def check_backbone_state_fits(model: Classifier, state: dict[str, Any], source: str) -> None:
+    """Backbone weights ``state`` (from ``init_backbone_from`` ``source``) must take the model's
+    image channels (``ValueError`` naming both and the fix)."""
+    channels = state_channels(model.backbone.model.state_dict(), state)
+    if channels is not None:
+        expected = model_channels(model)
+        raise ValueError(
+            f"init_backbone_from {source!r} was trained on {channels}-channel "
+            f"images but this model takes {expected} (model.in_chans, linked from "
+            f"data.in_chans): set data.in_chans: {channels} (images are converted) or "
+            f"start from a checkpoint trained on {expected}-channel images"
+        )
 
 
 def check_model_fits_data(model: Classifier, datamodule: Any) -> None:

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.cloud_io import _is_local_file_protocol, _load
+from lightning_fabric.utilities.cloud_io import _load
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from scouter.safe_loading import SAFE_GLOBALS, CheckpointError, safe_torch_load
+from scouter.training.checkpoint_folder import is_local_path
 
 
 class UnsafeLoadRefusedError(CheckpointError):
@@ -44,7 +45,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 "arbitrary objects, which can run code hidden in the file. scouter reads "
                 "checkpoints with weights_only=True only; call without weights_only"
             )
-        if _is_local_file_protocol(path):
+        if is_local_path(path):
             return safe_torch_load(path)
         try:  # a remote file (fsspec URL): the same restriction, without torch's advice
             with torch.serialization.safe_globals(SAFE_GLOBALS):

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from scouter.data import create_dataset
-from scouter.data.composites_cache import cache_key
+from scouter.data.composites import CompositesDataset
+
+cache_key = CompositesDataset.cache_key
 
 OPTIONS = dict(num_samples=24, image_size=48, clutter=2, seed=3)
 
@@ -195,3 +197,33 @@ def test_a_format_1_cache_gets_a_new_key_and_stays_readable_by_its_old_readers(
     (folder / "meta.json").write_text(__import__("json").dumps(meta))
     reader = composites_cache.open_cache(folder)
     assert np.array_equal(reader.read(4)[0], _make(fashion_root, None)[4].image)
+
+
+# --- the key is stable (issue 28, item 4): existing cache folders must still be found ------------
+
+
+def test_the_key_of_a_fixed_composites_config_is_the_one_existing_caches_are_named_by(
+    fashion_root,
+):
+    # Literal computed with the code before the cache and the dataset were decoupled.
+    dataset = create_dataset(
+        "composites", fashion_root, "test", cache=False, backgrounds=("black",), **OPTIONS
+    )
+    assert dataset.cache_key() == "cfb23950a4192aae9ff15daac6f1f3c7"
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs Fashion-MNIST"
+)
+def test_the_composites_recipe_keys_are_unchanged():
+    # The keys of the composites recipe's train/test caches (configs/composites/*.yaml).
+    keys = {
+        split: create_dataset(
+            "composites", None, split, cache=False, num_samples=20000, image_size=128, clutter=2
+        ).cache_key()
+        for split in ("train", "test")
+    }
+    assert keys == {
+        "train": "3b089bf0023c2da724a204bf2d9c260c",
+        "test": "83e0f43c47d21522d5db60fa708b78ff",
+    }

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from scouter.metrics import ExplanationPrecision, boxes_to_mask
+from scouter.metrics import ExplanationPrecision
+from scouter.metrics.precision import _box_union_mask as boxes_to_mask
 
 
 def test_box_covers_pixels_whose_centre_is_inside_half_open_box():

@@ -146,3 +146,16 @@ def test_a_full_disk_when_a_run_starts_is_reported_as_such_and_leftovers_are_nam
     _fit(config, tmp_path / "c.yaml", "--trainer.max_epochs", "2", "--ckpt_path", "last")
     assert not leftover.exists()
     assert safe_torch_load(folder / "last.ckpt")["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["checkpoints/run", "/abs/last.ckpt", "file:///tmp/x.ckpt", "s3://bucket/x.ckpt",
+     "memory://x", "simplecache::s3://b/x", "C:\\runs\\x.ckpt", "gs://b", Path("rel/x.ckpt")],
+)  # fmt: skip
+def test_is_local_path_agrees_with_fsspec_protocols(path):
+    import fsspec.utils
+
+    from scouter.training.checkpoint_folder import is_local_path
+
+    assert is_local_path(path) == (fsspec.utils.get_protocol(str(path)) == "file")
