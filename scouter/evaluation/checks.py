@@ -28,7 +28,7 @@ from scouter.suggest import with_hint
 log = logging.getLogger("scouter.evaluation")
 
 #: ``model:`` keys of a training config that only ScouterModule reads (the loss, the optimiser,
-#: the schedule); tests/test_evaluation_checks.py keeps this equal to ScouterModule's signature.
+#: the schedule); tests/evaluation/test_evaluation_checks.py keeps this equal to ScouterModule's signature.
 TRAINING_ONLY_KEYS = (
     "zoo",
     "lambda_area",

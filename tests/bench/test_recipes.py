@@ -15,7 +15,7 @@ import yaml
 from bench import recipes, runs
 from scouter.data.idx import FASHION_MNIST_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _row(model: str, explainer: str, seed: int, **values: float) -> dict:

@@ -95,7 +95,7 @@ def test_bare_state_dict_takes_its_channels_from_the_data(root, tmp_path):
 def test_a_tree_without_test_says_its_validation_images_were_evaluated(root, tmp_path):
     """Issue 30, item 3: results.json, the report and the command's output name the split used."""
     options = _options(root, tmp_path, "rgb", in_chans=3)
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [
             sys.executable,
@@ -148,7 +148,7 @@ def test_the_validation_split_or_a_tree_with_test_evaluate_what_they_say(root, t
 
 
 def _evaluate(*args: str) -> subprocess.CompletedProcess:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     return subprocess.run(
         [sys.executable, str(repo / "evaluate.py"), *args],
         capture_output=True,

@@ -16,7 +16,7 @@ from scouter.checkpoints import save_model
 from scouter.evaluation import EvaluationOptions, prepare
 from scouter.models.classifier import ModelConfig, build_classifier
 from tests.data.conftest import write_idx_dataset
-from tests.test_evaluate_gridpg import K, _fit_head
+from tests.evaluation.test_evaluate_gridpg import K, _fit_head
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from scouter.evaluation import EvaluationError, EvaluationOptions, evaluate, mai
 from scouter.models.classifier import ModelConfig, build_classifier
 from tests.data.conftest import write_idx_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

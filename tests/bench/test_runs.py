@@ -11,7 +11,7 @@ import yaml
 
 from bench import runs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _config() -> dict:

@@ -19,7 +19,7 @@ from scouter.evaluation.preparation import _section
 from scouter.models.classifier import ModelConfig, build_classifier
 from tests.data.conftest import write_idx_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL = {"backbone": "test_resnet", "head": "xslot", "sign": 1}
 
 
