@@ -8,6 +8,7 @@ README's zoo table must be the one generated from the cards, and torch.hub must 
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -60,7 +61,16 @@ def _test_subset(folder: Path, count: int):
         # Samples are rendered from (seed, split, index) alone: the first images without
         # building the whole split's cache, equal to the cached ones the card was measured on.
         options["cache"] = False
-    dataset = create_dataset(data["dataset"], data.get("root"), "test", **options)
+    key = json.dumps([data["dataset"], data.get("root"), options, count], sort_keys=True)
+    return _samples(key)
+
+
+@functools.lru_cache(maxsize=4)
+def _samples(key: str) -> list:
+    """The first test samples of a dataset, read (or rendered) once for every model that uses
+    them: the three composites models share one rendering."""
+    name, root, options, count = json.loads(key)
+    dataset = create_dataset(name, root, "test", **options)
     return [dataset[i] for i in range(count)]
 
 
