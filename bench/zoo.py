@@ -319,10 +319,17 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated model names (default: all)")
     parser.add_argument("--runs", type=Path, help="publish: the bench/recipes.py output folder")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "zoo")
-    parser.add_argument("--all-numbers", action="store_true",
-                        help="check: re-measure the explanation metrics too, not only accuracy")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="check: models evaluated at once (one CPU thread each when > 1)")
+    parser.add_argument(
+        "--all-numbers",
+        action="store_true",
+        help="check: re-measure the explanation metrics too, not only accuracy",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="check: models evaluated at once (one CPU thread each when > 1)",
+    )
     args = parser.parse_args()
     if args.action == "publish":
         if args.runs is None or not args.only:

@@ -254,6 +254,7 @@ def render_card(
         "",
         "```python",
         "import scouter",
+        "",  # as ruff formats the block (cards are formatted with the repository)
         f'model = scouter.create_model("{name}", pretrained=True)',
         'result = model.explain("my_image.png")  # prediction, probabilities, map at input size',
         "print(result.predicted_names, result.probabilities.max().item())",
