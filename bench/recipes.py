@@ -43,7 +43,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import runs  # noqa: E402
-from bench.runs import REPO, merge, point_folders  # noqa: E402
+from bench.runs import REPO, merge, one_thread_per_process, point_folders  # noqa: E402
 
 MODELS = ("fc", "scouter_pos", "scouter_neg")
 METRICS = ("accuracy", "area", "precision", "insertion", "deletion")
@@ -362,10 +362,7 @@ def main() -> None:
     args.datasets = args.datasets.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.models = args.models.split(",")
-    if args.jobs > 1:
-        import os
-
-        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the train/evaluate processes
+    one_thread_per_process(args.jobs)
     runs = [
         Run(dataset, model, seed, args)
         for seed in args.seeds

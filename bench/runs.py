@@ -73,6 +73,15 @@ def run_side_by_side(commands: dict[str, tuple[list[str], Path]]) -> dict[str, f
     return {name: future.result() for name, future in futures.items()}
 
 
+def one_thread_per_process(jobs: int) -> None:
+    """With ``jobs`` > 1 processes side by side, give each (the train.py / evaluate.py processes
+    inherit this environment) one thread: with more, each small op waits for a thread the
+    scheduler has set aside and they stall each other (bench/RESULTS.md "Test suite threads")."""
+    if jobs > 1:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"
+
+
 def best_checkpoint(checkpoints: Path, fit_log: Path) -> Path:
     """The best checkpoint in ``checkpoints`` (``last.ckpt`` left out; the newest epoch's if
     several: the monitored checkpoints are named by epoch and step)."""

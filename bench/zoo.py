@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -39,7 +38,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.recipes import PROFILES, run_config  # noqa: E402
-from bench.runs import REPO, best_checkpoint, evaluate_command, run_logged  # noqa: E402
+from bench.runs import (  # noqa: E402
+    REPO,
+    best_checkpoint,
+    evaluate_command,
+    one_thread_per_process,
+    run_logged,
+)
 from scouter.model_card import zoo_table  # noqa: E402
 
 SHIPPED_ROOT = REPO / "scouter" / "pretrained"
@@ -347,9 +352,7 @@ def main() -> int:
         return 0
     if args.only:
         folders = [f for f in folders if f.name in args.only.split(",")]
-    if args.jobs > 1:  # processes side by side: one thread each, or they stall each other
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = "1"
+    one_thread_per_process(args.jobs)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         done = pool.map(lambda f: check_one(f, args.out / f.name, args.all_numbers), folders)
