@@ -84,31 +84,61 @@ def explainers_for(model: Any, wanted: list[str] | None) -> list[str]:
     return [name for name in names if get_explainer(name).model_problem(model) is None]
 
 
-def _eligibility(prepared: Any, threshold: float) -> np.ndarray:
-    from torch.utils.data import DataLoader
+def _eligibility(prepared: Any, threshold: float, limit: int | None = None) -> np.ndarray:
+    """Per test image: does the model classify it correctly with ``p ≥ threshold``? Only the first
+    ``limit`` images are forwarded (the rest are not eligible): a large split need not be
+    forwarded whole to fill a hundred grids."""
+    from torch.utils.data import DataLoader, Subset
 
     from scouter.data.grids import confident_correct
     from scouter.data.sample import collate_samples
 
-    loader = DataLoader(prepared.dataset, batch_size=prepared.datamodule.batch_size,
+    dataset = prepared.dataset
+    total = len(dataset)
+    if limit is not None and limit < total:
+        dataset = Subset(dataset, range(limit))
+    loader = DataLoader(dataset, batch_size=prepared.datamodule.batch_size,
                         collate_fn=collate_samples)  # fmt: skip
     flags = []
     with torch.no_grad():
         for batch in loader:
             logits = prepared.model(batch["image"].to(prepared.device)).logits
             flags.append(confident_correct(logits, batch["label"], threshold))
-    return torch.cat(flags).numpy()
+    eligible = np.zeros(total, dtype=bool)
+    forwarded = torch.cat(flags).numpy()
+    eligible[: len(forwarded)] = forwarded
+    return eligible
+
+
+def _reusable(path: Path, expected: dict[str, Any]) -> bool:
+    """Does ``path`` hold grids made with exactly these settings (an earlier, interrupted
+    leaderboard's)? Then they are reused and no model forwards the split again."""
+    from scouter.data.grids import GridError, load_grids
+
+    if not path.is_file():
+        return False
+    try:
+        grids = load_grids(path)
+    except GridError:
+        return False
+    found = {"identity": grids.identity, "selected_by": grids.selected_by,
+             "threshold": grids.threshold, "seed": grids.seed, "count": grids.count,
+             "selected_from": grids.selected_from}  # fmt: skip
+    return found == expected
 
 
 def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, folder: Path):
     """One grids file per (split, size) from the models' joint confident images, and its subset.
+
+    A grids file an earlier run wrote with the same models (weights' SHA-256), split, threshold,
+    seed, count and ``--select-limit`` is reused as it is.
 
     Returns:
         ``{label: {size: (grids file, subset file)}}``.
     """
     import tempfile
 
-    from scouter.data.grids import build_grids, dataset_identity, save_grids
+    from scouter.data.grids import build_grids, dataset_identity, load_grids, save_grids
     from scouter.evaluation import EvaluationOptions, prepare
     from scouter.evaluation.preparation import _section
     from scouter.export import file_sha256
@@ -132,20 +162,33 @@ def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, f
         key = json.dumps(identity, sort_keys=True)
         group = groups.setdefault(key, {"identity": identity, "labels": labels, "members": []})
         group["ids"] = [str(prepared.dataset[i]["id"]) for i in range(len(labels))]
-        group["members"].append((entry, _eligibility(prepared, args.threshold)))
+        group["members"].append((entry, prepared))
     files: dict[str, dict[int, tuple[Path, Path]]] = {}
     for group in groups.values():
         name = group["identity"]["name"]
         members = group["members"]
+        flags: list[np.ndarray] = []  # forwarded once, only when a grids file must be built
+        selected_by = [f"{e['checkpoint']} (sha256 {file_sha256(weights_file(e['checkpoint']))})"
+                       for e, _ in members]  # fmt: skip
+        limit = args.select_limit
+        selected_from = limit if limit is not None and limit < len(group["labels"]) else None
         for size in args.sizes:
-            grids = build_grids(
-                group["labels"], [flags for _, flags in members], size=size, count=args.count,
-                seed=args.seed, threshold=args.threshold, identity=group["identity"],
-                ids=group["ids"],
-                selected_by=[f"{e['checkpoint']} (sha256 {file_sha256(weights_file(e['checkpoint']))})"
-                             for e, _ in members],
-            )  # fmt: skip
-            path = save_grids(folder / "grids" / f"{name}_{size}x{size}.json", grids)
+            path = folder / "grids" / f"{name}_{size}x{size}.json"
+            expected = {"identity": group["identity"], "selected_by": selected_by,
+                        "threshold": float(args.threshold), "seed": args.seed,
+                        "count": args.count, "selected_from": selected_from}  # fmt: skip
+            if _reusable(path, expected):
+                grids = load_grids(path)
+                print(f"reusing {path} (same models, split and settings)", flush=True)
+            else:
+                if not flags:
+                    flags = [_eligibility(p, args.threshold, limit) for _, p in members]
+                grids = build_grids(
+                    group["labels"], flags, size=size, count=args.count, seed=args.seed,
+                    threshold=args.threshold, identity=group["identity"], ids=group["ids"],
+                    selected_by=selected_by, selected_from=selected_from,
+                )  # fmt: skip
+                save_grids(path, grids)
             keep = min(args.costly_grids, grids.count)
             subset = replace(grids, indices=grids.indices[:keep], labels=grids.labels[:keep],
                              ids=grids.ids[:keep])  # fmt: skip
@@ -163,17 +206,35 @@ def _cells(folder: Path, explainer: str) -> list[float]:
     return [float(r[f"{explainer}/gridpg"]) for r in rows if r[f"{explainer}/gridpg"] != ""]
 
 
-def evaluate_once(options: Any) -> dict[str, Any]:
+def evaluate_once(options: Any, expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``evaluate(options)``, or the results.json an earlier (interrupted) leaderboard left in
-    ``options.out`` for the same explainer: a long leaderboard resumes where it stopped."""
+    ``options.out`` for the same explainer and settings: a long leaderboard resumes where it
+    stopped.
+
+    Args:
+        expected: ``{section: {key: value}}`` the reused results.json must hold (missing keys
+            read as ``None``), e.g. the grids' selection or the image limit.
+    """
     from scouter.evaluation import evaluate
 
     done = Path(options.out) / "results.json"
     if done.is_file():
         results = json.loads(done.read_text())
-        if set(options.explainers) <= set(results.get("explanations", {})):
+        same = all((results.get(section) or {}).get(key) == value
+                   for section, wanted in expected.items() for key, value in wanted.items())  # fmt: skip
+        if same and set(options.explainers) <= set(results.get("explanations", {})):
             return results
     return evaluate(options)
+
+
+def _grids_record(path: Path, geometry: str) -> dict[str, Any]:
+    """What a results.json's ``gridpg`` section says of the grids it was scored on."""
+    from scouter.data.grids import load_grids
+
+    grids = load_grids(path)
+    return {"geometry": geometry, "count": grids.count, "threshold": grids.threshold,
+            "seed": grids.seed, "selected_by": grids.selected_by,
+            "eligible_images": grids.eligible_images, "selected_from": grids.selected_from}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -203,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results = evaluate_once(EvaluationOptions(
                     **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
                     gridpg_geometry=args.geometry,
-                ))  # fmt: skip
+                ), {"gridpg": _grids_record(grids_file, args.geometry)})  # fmt: skip
                 summary = results["explanations"][explainer]["metrics"]["gridpg"]
                 row[f"gridpg_{size}"] = summary
                 row[f"seconds_per_cell_{size}"] = (
@@ -215,7 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder = out / "runs" / label / explainer / "images"
             limit = args.costly_images if costly else args.image_limit
             results = evaluate_once(EvaluationOptions(**base, out=folder, metrics=image_metrics,
-                                                 limit=limit))  # fmt: skip
+                                                      limit=limit),
+                                    {"evaluation": {"limit": limit}})  # fmt: skip
             for metric, summary in results["explanations"][explainer]["metrics"].items():
                 row[metric] = summary["value"]
             row["images"] = results["num_images"]
@@ -274,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test images for insertion / deletion / precision")  # fmt: skip
     parser.add_argument("--costly-images", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--select-limit", type=int, default=None,
+                        help="draw the grids' images from the first N test images only (default: "
+                             "all); every model forwards only these to decide which it classifies "
+                             "confidently")  # fmt: skip
     parser.add_argument("--device", default="auto")
     return parser
 

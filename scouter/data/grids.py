@@ -73,6 +73,8 @@ class Grids:
         identity: the split's identity (:func:`dataset_identity`).
         selected_by: names of the models whose confident, correct images were eligible.
         eligible_images: how many images every selecting model classified confidently.
+        selected_from: the selection forwarded only the split's first ``selected_from`` images
+            (``None``: all of them).
     """
 
     size: int
@@ -84,6 +86,7 @@ class Grids:
     identity: dict[str, Any]
     selected_by: list[str] = field(default_factory=list)
     eligible_images: int = 0
+    selected_from: int | None = None
 
     @property
     def count(self) -> int:
@@ -101,6 +104,7 @@ class Grids:
             "seed": self.seed,
             "selected_by": list(self.selected_by),
             "eligible_images": self.eligible_images,
+            "selected_from": self.selected_from,
             "dataset": self.identity,
             "grids": [
                 {"indices": [int(i) for i in idx], "labels": [int(c) for c in lab], "ids": ids}
@@ -196,6 +200,7 @@ def build_grids(
     identity: dict[str, Any],
     ids: Sequence[str] | None = None,
     selected_by: Sequence[str] = (),
+    selected_from: int | None = None,
 ) -> Grids:
     """Grids of images that **every** model classifies confidently (:func:`confident_correct`).
 
@@ -209,6 +214,8 @@ def build_grids(
         identity: :func:`dataset_identity` of the split.
         ids: the images' ids (default: their indices as text).
         selected_by: names of the selecting models (recorded).
+        selected_from: when only the split's first images were forwarded, how many (recorded;
+            the flags of the others must be false).
     """
     if int(size) < 2:
         raise GridError(f"grid size must be at least 2 (a 1×1 grid scores 1 always), got {size}")
@@ -231,6 +238,7 @@ def build_grids(
         identity=dict(identity),
         selected_by=[str(s) for s in selected_by],
         eligible_images=int(both.sum()),
+        selected_from=None if selected_from is None else int(selected_from),
     )
 
 
@@ -277,7 +285,9 @@ def load_grids(path: str | os.PathLike) -> Grids:
             identity=dict(doc["dataset"]),
             selected_by=[str(s) for s in doc.get("selected_by", [])],
             eligible_images=int(doc.get("eligible_images", 0)),
-        )
+            selected_from=(None if doc.get("selected_from") is None
+                           else int(doc["selected_from"])),
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError) as error:
         raise GridError(f"grids file {str(path)!r} is damaged ({error!r})") from None
     if not rows or any(len(i) != size * size for i in ids):

@@ -141,6 +141,7 @@ def _build(plan: GridPGPlan, labels: list[int], eligible: Tensor, ids: list[str]
             labels, [full.numpy()], size=plan.size, count=plan.count,
             seed=plan.seed, threshold=plan.threshold, identity=plan.identity, ids=names,
             selected_by=[name],
+            selected_from=eligible.numel() if eligible.numel() < full.numel() else None,
         )  # fmt: skip
     except GridError as error:
         raise EvaluationError(str(error)) from None
@@ -262,7 +263,7 @@ def run_gridpg(
         "size": n, "geometry": plan.geometry, "threshold": plan.threshold, "count": grids.count,
         "seed": grids.seed, "grids_file": str(plan.path), "built_here": plan.built,
         "selected_by": grids.selected_by, "eligible_images": grids.eligible_images,
-        "cells": grids.count * n * n, "cells_not_confident": not_confident,
+        "selected_from": grids.selected_from, "cells": grids.count * n * n, "cells_not_confident": not_confident,
         "grid_image_size": list(images.shape[-2:]),
     }  # fmt: skip
     return record, summaries, rows, shown

@@ -87,3 +87,34 @@ def test_bad_model_argument_names_the_format(tmp_path):
         parse_model("fc:ckpt")
     with pytest.raises(SystemExit, match="checkpoint .* does not exist"):
         parse_model(f"fc={tmp_path / 'missing.ckpt'},{tmp_path / 'c.yaml'}")
+
+
+def test_select_limit_draws_grid_images_from_the_first_images_only(models, tmp_path, monkeypatch):
+    import bench.localisation as localisation
+
+    _, specs = models
+    out = tmp_path / "board"
+    args = ["--model", specs[0], "--out", str(out), "--explainers", "cam", "--sizes", "2",
+            "--count", "2", "--costly-grids", "1", "--image-limit", "2", "--device", "cpu"]  # fmt: skip
+    forwarded = []
+    eligibility = localisation._eligibility
+    monkeypatch.setattr(localisation, "_eligibility",
+                        lambda *a: forwarded.append(a[2]) or eligibility(*a))  # fmt: skip
+    main([*args, "--select-limit", "12"])
+    grids = json.loads((out / "grids" / "composites_2x2.json").read_text())
+    indices = [i for grid in grids["grids"] for i in grid["indices"]]
+    assert grids["count"] == 2 and len(indices) == 8 and max(indices) < 12
+    assert grids["selected_from"] == 12 and forwarded == [12]
+    settings = json.loads((out / "leaderboard.json").read_text())["settings"]
+    assert settings["select_limit"] == 12
+    # the same settings again: the grids file is reused, no model forwards the split
+    main([*args, "--select-limit", "12"])
+    assert forwarded == [12]
+    assert json.loads((out / "grids" / "composites_2x2.json").read_text()) == grids
+    # other settings: the grids are built anew
+    main([*args, "--select-limit", "20"])
+    assert forwarded == [12, 20]
+    assert json.loads((out / "grids" / "composites_2x2.json").read_text())["selected_from"] == 20
+    # ... and the runs scored on the old grids are not reused
+    results = json.loads((out / "runs" / "fc0" / "cam" / "gridpg_2x2" / "results.json").read_text())
+    assert results["gridpg"]["selected_from"] == 20
