@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     files = build_shared_grids(models, args, out)
     entries, values = [], {size: {} for size in args.sizes}
+    chance: dict[int, dict[str, float]] = {size: {} for size in args.sizes}
     for entry in models:
         label = entry["label"]
         for explainer in explainers_for(entry["model"], args.explainers):
@@ -271,6 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     results["evaluation"]["seconds"] / results["gridpg"]["cells"]
                 )
                 values[size][f"{label}/{explainer}"] = _cells(folder, explainer)
+                chance[size][f"{label}/{explainer}"] = summary.get("chance")
             image_metrics = ["insertion", "deletion"] + (["precision"] if entry["has_regions"]
                                                          else [])  # fmt: skip
             folder = out / "runs" / label / explainer / "images"
@@ -283,7 +285,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row["images"] = results["num_images"]
             entries.append(row)
     for size in args.sizes:
-        png = boxplot_png(values[size], title=f"GridPG {size}×{size} ({args.geometry})",
+        png = boxplot_png(values[size], chance[size],
+                          title=f"GridPG {size}×{size} ({args.geometry}; dashed: chance)",
                           ylabel="share of positive mass in the cell")  # fmt: skip
         if png is not None:
             (out / f"gridpg_{size}x{size}.png").write_bytes(png)
@@ -302,9 +305,12 @@ def _fmt(value: Any) -> str:
 
 
 def table(entries: list[dict[str, Any]], sizes: list[int]) -> str:
-    """The leaderboard as Markdown: GridPG mean (median) per size, image metrics and cost."""
+    """The leaderboard as Markdown: GridPG mean (median) per size with its chance level (SCOUTER−'s
+    "why not" maps are scored outside the cell, so their chance is ``1 − 1/n²``), image metrics
+    and cost."""
     header = ["model", "explainer", "grids"]
     header += [f"GridPG {s}×{s} mean (median)" for s in sizes]
+    header += ["chance " + " / ".join(f"{s}×{s}" for s in sizes)]
     header += ["precision", "insertion ↑", "deletion ↓", "ms / cell"]
     rows = []
     for e in entries:
@@ -312,6 +318,7 @@ def table(entries: list[dict[str, Any]], sizes: list[int]) -> str:
         for s in sizes:
             summary = e[f"gridpg_{s}"]
             cells.append(f"{_fmt(summary['value'])} ({_fmt(summary['median'])})")
+        cells.append(" / ".join(_fmt(e[f"gridpg_{s}"].get("chance")) for s in sizes))
         cells += [_fmt(e.get("precision")), _fmt(e.get("insertion")), _fmt(e.get("deletion"))]
         cells.append(f"{1000 * e[f'seconds_per_cell_{sizes[0]}']:.1f}")
         rows.append(cells)

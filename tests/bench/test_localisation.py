@@ -79,6 +79,7 @@ def test_leaderboard_smoke(models, tmp_path):
     assert cell_images("fc0") == cell_images("fc1") and len(cell_images("fc0")) == 12
     table = (out / "leaderboard.md").read_text()
     assert "GridPG 2×2 mean (median)" in table and table.count("| fc") == 6
+    assert "| chance 2×2 |" in table and table.count("| 0.250 |") == 6
     assert (out / "gridpg_2x2.png").read_bytes()[:4] == b"\x89PNG"
 
 
