@@ -24,7 +24,10 @@ on the first ``--image-limit`` test images insertion, deletion and, where the da
 masks, precision. Methods in ``--costly`` use the subset (stated in the table). Cost: the seconds
 of the GridPG run (on the shared grids file no pass over the split is needed: the grids' forward
 passes and maps only) divided by its cells. A run whose results.json exists is reused (an interrupted leaderboard
-resumes; delete `--out` to start over). Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
+resumes; delete `--out` to start over; a grids file made by the same models with the same settings
+is reused too). ``--select-limit N`` draws the grids' images from the first N test images only (a
+large split need not be forwarded whole); ``--jobs 2`` scores two (model, explainer) pairs side by
+side, one thread each. Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
 ``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer).
 """
 
@@ -237,9 +240,61 @@ def _grids_record(path: Path, geometry: str) -> dict[str, Any]:
             "eligible_images": grids.eligible_images, "selected_from": grids.selected_from}  # fmt: skip
 
 
+def score(
+    entry: dict[str, Any],
+    explainer: str,
+    args: argparse.Namespace,
+    files: dict[int, tuple[Path, Path]],
+) -> tuple[dict[str, Any], dict[int, Any]]:
+    """One (model, explainer): GridPG per size on the shared grids (the subset if costly), then
+    the image metrics. Runs in a worker process under ``--jobs``.
+
+    Returns:
+        The leaderboard row and ``{size: (per-cell scores, chance)}``.
+    """
+    from scouter.evaluation import EvaluationOptions
+
+    out, label = Path(args.out), entry["label"]
+    costly = explainer in args.costly
+    row: dict[str, Any] = {"model": label, "explainer": explainer,
+                           "grids": "subset" if costly else "all"}  # fmt: skip
+    base = dict(checkpoint=entry["checkpoint"], config=entry["config"], explainers=[explainer],
+                device=args.device, progress=False, seed=args.seed)  # fmt: skip
+    cells: dict[int, Any] = {}
+    for size in args.sizes:
+        grids_file = files[size][1 if costly else 0]
+        folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}"
+        results = evaluate_once(EvaluationOptions(
+            **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
+            gridpg_geometry=args.geometry,
+        ), {"gridpg": _grids_record(grids_file, args.geometry)})  # fmt: skip
+        summary = results["explanations"][explainer]["metrics"]["gridpg"]
+        row[f"gridpg_{size}"] = summary
+        row[f"seconds_per_cell_{size}"] = (
+            results["evaluation"]["seconds"] / results["gridpg"]["cells"]
+        )
+        cells[size] = (_cells(folder, explainer), summary.get("chance"))
+    image_metrics = ["insertion", "deletion"] + (["precision"] if entry["has_regions"] else [])
+    folder = out / "runs" / label / explainer / "images"
+    limit = args.costly_images if costly else args.image_limit
+    results = evaluate_once(EvaluationOptions(**base, out=folder, metrics=image_metrics,
+                                              limit=limit),
+                            {"evaluation": {"limit": limit}})  # fmt: skip
+    for metric, summary in results["explanations"][explainer]["metrics"].items():
+        row[metric] = summary["value"]
+    row["images"] = results["num_images"]
+    return row, cells
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the grids, evaluate every (model, explainer), write the table and figures."""
-    from scouter.evaluation import EvaluationOptions
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from scouter.export.report_plots import boxplot_png
 
     out = Path(args.out)
@@ -248,42 +303,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for label, checkpoint, config in map(parse_model, args.model)
     ]
     files = build_shared_grids(models, args, out)
-    entries, values = [], {size: {} for size in args.sizes}
+    tasks = [({k: v for k, v in entry.items() if k != "model"}, explainer)
+             for entry in models for explainer in explainers_for(entry["model"], args.explainers)]  # fmt: skip
+    if args.jobs > 1:
+        # Worker processes, one thread each (bench/runs.py one_thread_per_process: with more,
+        # side-by-side jobs stall each other on 2 cores); spawned, so no forked torch state.
+        with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:  # fmt: skip
+            futures = [pool.submit(score, entry, explainer, args, files[entry["label"]])
+                       for entry, explainer in tasks]  # fmt: skip
+            results = [future.result() for future in futures]
+    else:
+        results = [score(entry, explainer, args, files[entry["label"]])
+                   for entry, explainer in tasks]  # fmt: skip
+    entries = [row for row, _ in results]
+    values: dict[int, dict[str, list[float]]] = {size: {} for size in args.sizes}
     chance: dict[int, dict[str, float]] = {size: {} for size in args.sizes}
-    for entry in models:
-        label = entry["label"]
-        for explainer in explainers_for(entry["model"], args.explainers):
-            costly = explainer in args.costly
-            row: dict[str, Any] = {"model": label, "explainer": explainer,
-                                   "grids": "subset" if costly else "all"}  # fmt: skip
-            base = dict(checkpoint=entry["checkpoint"], config=entry["config"],
-                        explainers=[explainer], device=args.device, progress=False,
-                        seed=args.seed)  # fmt: skip
-            for size in args.sizes:
-                grids_file = files[label][size][1 if costly else 0]
-                folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}"
-                results = evaluate_once(EvaluationOptions(
-                    **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
-                    gridpg_geometry=args.geometry,
-                ), {"gridpg": _grids_record(grids_file, args.geometry)})  # fmt: skip
-                summary = results["explanations"][explainer]["metrics"]["gridpg"]
-                row[f"gridpg_{size}"] = summary
-                row[f"seconds_per_cell_{size}"] = (
-                    results["evaluation"]["seconds"] / results["gridpg"]["cells"]
-                )
-                values[size][f"{label}/{explainer}"] = _cells(folder, explainer)
-                chance[size][f"{label}/{explainer}"] = summary.get("chance")
-            image_metrics = ["insertion", "deletion"] + (["precision"] if entry["has_regions"]
-                                                         else [])  # fmt: skip
-            folder = out / "runs" / label / explainer / "images"
-            limit = args.costly_images if costly else args.image_limit
-            results = evaluate_once(EvaluationOptions(**base, out=folder, metrics=image_metrics,
-                                                      limit=limit),
-                                    {"evaluation": {"limit": limit}})  # fmt: skip
-            for metric, summary in results["explanations"][explainer]["metrics"].items():
-                row[metric] = summary["value"]
-            row["images"] = results["num_images"]
-            entries.append(row)
+    for row, cells in results:
+        for size, (scores, level) in cells.items():
+            values[size][f"{row['model']}/{row['explainer']}"] = scores
+            chance[size][f"{row['model']}/{row['explainer']}"] = level
     for size in args.sizes:
         png = boxplot_png(values[size], chance[size],
                           title=f"GridPG {size}×{size} ({args.geometry}; dashed: chance)",
@@ -348,12 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "all); every model forwards only these to decide which it classifies "
                              "confidently")  # fmt: skip
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="(model, explainer) runs side by side, one thread each")  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    return run(build_parser().parse_args(argv))
+    from bench.runs import one_thread_per_process
+
+    args = build_parser().parse_args(argv)
+    one_thread_per_process(args.jobs)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def test_leaderboard_smoke(models, tmp_path):
         *[a for spec in specs for a in ("--model", spec)], "--out", str(out),
         "--explainers", "cam,saliency,occlusion", "--sizes", "2", "--count", "3",
         "--costly-grids", "1", "--image-limit", "4", "--costly-images", "2", "--device", "cpu",
+        "--jobs", "2",  # two worker processes: the rows still come in (model, explainer) order
     ])  # fmt: skip
     entries = document["entries"]
     assert [(e["model"], e["explainer"]) for e in entries] == [
