@@ -28,7 +28,9 @@ resumes; delete `--out` to start over; a grids file made by the same models with
 is reused too). ``--select-limit N`` draws the grids' images from the first N test images only (a
 large split need not be forwarded whole); ``--jobs 2`` scores two (model, explainer) pairs side by
 side, one thread each. Outputs in ``--out``: one ``evaluate`` folder per run, ``leaderboard.json``,
-``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer).
+``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer). With
+``--geometry tile`` the GridPG runs, table and plots take a ``_tile`` suffix, so both geometries
+live in one ``--out`` and share its image-metric runs.
 """
 
 from __future__ import annotations
@@ -263,7 +265,7 @@ def score(
     cells: dict[int, Any] = {}
     for size in args.sizes:
         grids_file = files[size][1 if costly else 0]
-        folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}"
+        folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}{_suffix(args)}"
         results = evaluate_once(EvaluationOptions(
             **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
             gridpg_geometry=args.geometry,
@@ -284,6 +286,11 @@ def score(
         row[metric] = summary["value"]
     row["images"] = results["num_images"]
     return row, cells
+
+
+def _suffix(args: argparse.Namespace) -> str:
+    """File-name suffix of a geometry's GridPG outputs (none for the default, ``rescale``)."""
+    return "" if args.geometry == "rescale" else f"_{args.geometry}"
 
 
 def _one_thread() -> None:
@@ -328,13 +335,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           title=f"GridPG {size}×{size} ({args.geometry}; dashed: chance)",
                           ylabel="share of positive mass in the cell")  # fmt: skip
         if png is not None:
-            (out / f"gridpg_{size}x{size}.png").write_bytes(png)
+            (out / f"gridpg_{size}x{size}{_suffix(args)}.png").write_bytes(png)
     document = {"settings": {k: v for k, v in vars(args).items() if k != "func"},
                 "grids": {m: {s: [str(p) for p in f] for s, f in v.items()}
                           for m, v in files.items()},
                 "entries": entries}  # fmt: skip
-    (out / "leaderboard.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
-    (out / "leaderboard.md").write_text(table(entries, args.sizes) + "\n")
+    name = f"leaderboard{_suffix(args)}"
+    (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
+    (out / f"{name}.md").write_text(table(entries, args.sizes) + "\n")
     print(table(entries, args.sizes))
     return document
 

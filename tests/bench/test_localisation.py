@@ -120,3 +120,18 @@ def test_select_limit_draws_grid_images_from_the_first_images_only(models, tmp_p
     # ... and the runs scored on the old grids are not reused
     results = json.loads((out / "runs" / "fc0" / "cam" / "gridpg_2x2" / "results.json").read_text())
     assert results["gridpg"]["selected_from"] == 20
+    # the tile geometry beside it: its own GridPG runs and table, the same grids and image runs
+    images = out / "runs" / "fc0" / "cam" / "images" / "results.json"
+    stamp = images.stat().st_mtime_ns
+    main([*args, "--select-limit", "20", "--geometry", "tile"])
+    assert forwarded == [12, 20] and images.stat().st_mtime_ns == stamp
+    tile = out / "runs" / "fc0" / "cam" / "gridpg_2x2_tile" / "results.json"
+    assert json.loads(tile.read_text())["gridpg"]["geometry"] == "tile"
+    assert json.loads(tile.read_text())["gridpg"]["grid_image_size"] == [64, 64]
+    assert (out / "leaderboard_tile.md").is_file() and (out / "gridpg_2x2_tile.png").is_file()
+    assert (
+        json.loads((out / "runs" / "fc0" / "cam" / "gridpg_2x2" / "results.json").read_text())[
+            "gridpg"
+        ]["geometry"]
+        == "rescale"
+    )
