@@ -135,3 +135,21 @@ def test_select_limit_draws_grid_images_from_the_first_images_only(models, tmp_p
         ]["geometry"]
         == "rescale"
     )
+
+
+def test_grids_are_reused_whatever_the_order_of_the_models(tmp_path):
+    from bench.localisation import _reusable
+    from scouter.data.grids import build_grids, dataset_identity, save_grids
+
+    labels = [0, 1, 2, 3] * 3
+    identity = dataset_identity("composites", None, {}, "test", labels)
+    grids = build_grids(labels, [[True] * 12], size=2, count=2, seed=0, threshold=0.9,
+                        identity=identity, selected_by=["a (sha256 1)", "b (sha256 2)"])  # fmt: skip
+    path = save_grids(tmp_path / "grids.json", grids)
+    expected = {"identity": identity, "selected_by": ["a (sha256 1)", "b (sha256 2)"],
+                "threshold": 0.9, "seed": 0, "count": 2, "selected_from": None}  # fmt: skip
+    assert _reusable(path, expected)
+    assert _reusable(path, {**expected, "selected_by": ["b (sha256 2)", "a (sha256 1)"]})
+    assert not _reusable(path, {**expected, "selected_by": ["a (sha256 1)", "c (sha256 3)"]})
+    assert not _reusable(path, {**expected, "seed": 1})
+    assert not _reusable(tmp_path / "missing.json", expected)
