@@ -184,9 +184,7 @@ def test_smoke_profile_trains_evaluates_and_resumes(tmp_path):
     fc_explainers = [e for m, e in pairs if m == "fc"]
     assert "gradcam" in fc_explainers and len(fc_explainers) == 3
     assert [p for p in pairs if p[0] != "fc"] == [
-        (model, explainer)
-        for model in ("scouter_pos",)
-        for explainer in recipes.SCOUTER_EXPLAINERS
+        (model, explainer) for model in ("scouter_pos",) for explainer in recipes.SCOUTER_EXPLAINERS
     ]
     assert recipes.SCOUTER_EXPLAINERS == ("slot", "slot_contribution")
     for row in rows:
