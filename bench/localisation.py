@@ -126,11 +126,16 @@ def _reusable(path: Path, expected: dict[str, Any]) -> bool:
         grids = load_grids(path)
     except GridError:
         return False
+    found = {"identity": grids.identity, **_selection(grids)}
     # the models' order does not change which images all of them classify confidently
-    found = {"identity": grids.identity, "selected_by": sorted(grids.selected_by),
-             "threshold": grids.threshold, "seed": grids.seed, "count": grids.count,
-             "selected_from": grids.selected_from}  # fmt: skip
+    found["selected_by"] = sorted(found["selected_by"])
     return found == {**expected, "selected_by": sorted(expected["selected_by"])}
+
+
+def _selection(grids: Any) -> dict[str, Any]:
+    """How a grids file's images were chosen, as its results.json records it."""
+    return {"count": grids.count, "threshold": grids.threshold, "seed": grids.seed,
+            "selected_by": grids.selected_by, "selected_from": grids.selected_from}  # fmt: skip
 
 
 def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, folder: Path):
@@ -238,9 +243,7 @@ def _grids_record(path: Path, geometry: str) -> dict[str, Any]:
     from scouter.data.grids import load_grids
 
     grids = load_grids(path)
-    return {"geometry": geometry, "count": grids.count, "threshold": grids.threshold,
-            "seed": grids.seed, "selected_by": grids.selected_by,
-            "eligible_images": grids.eligible_images, "selected_from": grids.selected_from}  # fmt: skip
+    return {"geometry": geometry, "eligible_images": grids.eligible_images, **_selection(grids)}
 
 
 def score(
@@ -294,10 +297,6 @@ def _suffix(args: argparse.Namespace) -> str:
     return "" if args.geometry == "rescale" else f"_{args.geometry}"
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the grids, evaluate every (model, explainer), write the table and figures."""
     import multiprocessing
@@ -314,9 +313,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tasks = [({k: v for k, v in entry.items() if k != "model"}, explainer)
              for entry in models for explainer in explainers_for(entry["model"], args.explainers)]  # fmt: skip
     if args.jobs > 1:
-        # Worker processes, one thread each (bench/runs.py one_thread_per_process: with more,
-        # side-by-side jobs stall each other on 2 cores); spawned, so no forked torch state.
-        with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread,
+        # Worker processes, one thread each: main() set OMP/MKL_NUM_THREADS=1 (bench/runs.py
+        # one_thread_per_process), which the spawned workers' torch reads; spawned, so no forked
+        # torch state.
+        with ProcessPoolExecutor(max_workers=args.jobs,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:  # fmt: skip
             futures = [pool.submit(score, entry, explainer, args, files[entry["label"]])
                        for entry, explainer in tasks]  # fmt: skip
