@@ -31,6 +31,12 @@ side, one thread each. Outputs in ``--out``: one ``evaluate`` folder per run, ``
 ``leaderboard.md`` (the table) and ``gridpg_<n>x<n>.png`` (a box per model/explainer). With
 ``--geometry tile`` the GridPG runs, table and plots take a ``_tile`` suffix, so both geometries
 live in one ``--out`` and share its image-metric runs.
+
+Seeds: a label given several times (``--model fc=<seed 0> --model fc=<seed 1> …``) is several
+trained instances of one model. All of them select the grids (every instance must classify a grid
+image confidently), each is scored on its own, and the table shows one row per (model, explainer):
+the mean over seeds ± their standard deviation, the median of the pooled cells
+(``bench/localisation_table.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +53,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import markdown_table  # noqa: E402
 
 #: Methods costing many forward passes per map, run on the grid subset by default.
 COSTLY = ("occlusion", "lime", "rise", "scorecam", "meaningful_perturbation",
@@ -127,9 +132,20 @@ def _reusable(path: Path, expected: dict[str, Any]) -> bool:
     except GridError:
         return False
     found = {"identity": grids.identity, **_selection(grids)}
-    # the models' order does not change which images all of them classify confidently
-    found["selected_by"] = sorted(found["selected_by"])
-    return found == {**expected, "selected_by": sorted(expected["selected_by"])}
+    return {**found, "selected_by": _weights(found["selected_by"])} == {
+        **expected,
+        "selected_by": _weights(expected["selected_by"]),
+    }
+
+
+def _weights(selected_by: list[str]) -> list[str]:
+    """The models that selected grids, as their weights' SHA-256 in sorted order: the models'
+    order, or where the checkout lies (the paths), does not change which images all of them
+    classify confidently."""
+    import re
+
+    return sorted((m.group(1) if (m := re.search(r"sha256 ([0-9a-f]+)", s)) else s)
+                  for s in selected_by)  # fmt: skip
 
 
 def _selection(grids: Any) -> dict[str, Any]:
@@ -145,7 +161,7 @@ def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, f
     seed, count and ``--select-limit`` is reused as it is.
 
     Returns:
-        ``{label: {size: (grids file, subset file)}}``.
+        ``{run: {size: (grids file, subset file)}}`` (``run``: see ``instances()``).
     """
     import tempfile
 
@@ -205,7 +221,7 @@ def build_shared_grids(models: list[dict[str, Any]], args: argparse.Namespace, f
                              ids=grids.ids[:keep])  # fmt: skip
             subset_path = save_grids(folder / "grids" / f"{name}_{size}x{size}_subset.json", subset)
             for entry, _ in members:
-                files.setdefault(entry["label"], {})[size] = (path, subset_path)
+                files.setdefault(entry["run"], {})[size] = (path, subset_path)
     return files
 
 
@@ -260,16 +276,17 @@ def score(
     """
     from scouter.evaluation import EvaluationOptions
 
-    out, label = Path(args.out), entry["label"]
+    out, run = Path(args.out), entry["run"]
     costly = explainer in args.costly
-    row: dict[str, Any] = {"model": label, "explainer": explainer,
+    row: dict[str, Any] = {"model": entry["label"], "run": run, "explainer": explainer,
+                           "checkpoint": str(entry["checkpoint"]),
                            "grids": "subset" if costly else "all"}  # fmt: skip
     base = dict(checkpoint=entry["checkpoint"], config=entry["config"], explainers=[explainer],
                 device=args.device, progress=False, seed=args.seed)  # fmt: skip
     cells: dict[int, Any] = {}
     for size in args.sizes:
         grids_file = files[size][1 if costly else 0]
-        folder = out / "runs" / label / explainer / f"gridpg_{size}x{size}{_suffix(args)}"
+        folder = out / "runs" / run / explainer / f"gridpg_{size}x{size}{_suffix(args)}"
         results = evaluate_once(EvaluationOptions(
             **base, out=folder, metrics=["gridpg"], gridpg_grids=grids_file,
             gridpg_geometry=args.geometry,
@@ -281,7 +298,7 @@ def score(
         )
         cells[size] = (_cells(folder, explainer), summary.get("chance"))
     image_metrics = ["insertion", "deletion"] + (["precision"] if entry["has_regions"] else [])
-    folder = out / "runs" / label / explainer / "images"
+    folder = out / "runs" / run / explainer / "images"
     limit = args.costly_images if costly else args.image_limit
     results = evaluate_once(EvaluationOptions(**base, out=folder, metrics=image_metrics,
                                               limit=limit),
@@ -297,18 +314,39 @@ def _suffix(args: argparse.Namespace) -> str:
     return "" if args.geometry == "rescale" else f"_{args.geometry}"
 
 
+def instances(specs: list[str]) -> list[dict[str, Any]]:
+    """The ``--model`` arguments as models to score. A label given several times is several
+    trained instances (seeds) of one model, pooled into one row per explainer: each instance's
+    runs go to ``runs/<label>/<i>/`` (``i``: its position among them), a label given once keeps
+    ``runs/<label>/``."""
+    parsed = [parse_model(spec) for spec in specs]
+    labels = [label for label, _, _ in parsed]
+    models = []
+    for label, checkpoint, config in parsed:
+        index = sum(1 for m in models if m["label"] == label)
+        run = label if labels.count(label) == 1 else f"{label}/{index}"
+        models.append({"label": label, "run": run, "checkpoint": checkpoint, "config": config})
+    seen: dict[Path, str] = {}
+    for model in models:
+        other = seen.setdefault(Path(model["checkpoint"]).resolve(), model["run"])
+        if other != model["run"]:
+            raise SystemExit(
+                f"--model {model['label']}: checkpoint {str(model['checkpoint'])!r} is given twice "
+                f"(also as {other}); each --model must be another trained model (a repeated label "
+                f"is another seed of that model)"
+            )
+    return models
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the grids, evaluate every (model, explainer), write the table and figures."""
+    """Build the grids, evaluate every (model instance, explainer), write the table and figures."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from scouter.export.report_plots import boxplot_png
+    from bench.localisation_table import write_outputs
 
     out = Path(args.out)
-    models = [
-        {"label": label, "checkpoint": checkpoint, "config": config}
-        for label, checkpoint, config in map(parse_model, args.model)
-    ]
+    models = instances(args.model)
     files = build_shared_grids(models, args, out)
     tasks = [({k: v for k, v in entry.items() if k != "model"}, explainer)
              for entry in models for explainer in explainers_for(entry["model"], args.explainers)]  # fmt: skip
@@ -318,65 +356,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # torch state.
         with ProcessPoolExecutor(max_workers=args.jobs,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:  # fmt: skip
-            futures = [pool.submit(score, entry, explainer, args, files[entry["label"]])
+            futures = [pool.submit(score, entry, explainer, args, files[entry["run"]])
                        for entry, explainer in tasks]  # fmt: skip
             results = [future.result() for future in futures]
     else:
-        results = [score(entry, explainer, args, files[entry["label"]])
+        results = [score(entry, explainer, args, files[entry["run"]])
                    for entry, explainer in tasks]  # fmt: skip
-    entries = [row for row, _ in results]
-    values: dict[int, dict[str, list[float]]] = {size: {} for size in args.sizes}
-    chance: dict[int, dict[str, float]] = {size: {} for size in args.sizes}
-    for row, cells in results:
-        for size, (scores, level) in cells.items():
-            values[size][f"{row['model']}/{row['explainer']}"] = scores
-            chance[size][f"{row['model']}/{row['explainer']}"] = level
-    for size in args.sizes:
-        png = boxplot_png(values[size], chance[size],
-                          title=f"GridPG {size}×{size} ({args.geometry}; dashed: chance)",
-                          ylabel="share of positive mass in the cell")  # fmt: skip
-        if png is not None:
-            (out / f"gridpg_{size}x{size}{_suffix(args)}.png").write_bytes(png)
-    document = {"settings": {k: v for k, v in vars(args).items() if k != "func"},
-                "grids": {m: {s: [str(p) for p in f] for s, f in v.items()}
-                          for m, v in files.items()},
-                "entries": entries}  # fmt: skip
-    name = f"leaderboard{_suffix(args)}"
-    (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
-    (out / f"{name}.md").write_text(table(entries, args.sizes) + "\n")
-    print(table(entries, args.sizes))
-    return document
-
-
-def _fmt(value: Any) -> str:
-    return "" if value is None or value != value else f"{value:.3f}"
-
-
-def table(entries: list[dict[str, Any]], sizes: list[int]) -> str:
-    """The leaderboard as Markdown: GridPG mean (median) per size with its chance level (SCOUTER−'s
-    "why not" maps are scored outside the cell, so their chance is ``1 − 1/n²``), image metrics
-    and cost."""
-    header = ["model", "explainer", "grids"]
-    header += [f"GridPG {s}×{s} mean (median)" for s in sizes]
-    header += ["chance " + " / ".join(f"{s}×{s}" for s in sizes)]
-    header += ["precision", "insertion ↑", "deletion ↓", "ms / cell"]
-    rows = []
-    for e in entries:
-        cells = [e["model"], e["explainer"], e["grids"]]
-        for s in sizes:
-            summary = e[f"gridpg_{s}"]
-            cells.append(f"{_fmt(summary['value'])} ({_fmt(summary['median'])})")
-        cells.append(" / ".join(_fmt(e[f"gridpg_{s}"].get("chance")) for s in sizes))
-        cells += [_fmt(e.get("precision")), _fmt(e.get("insertion")), _fmt(e.get("deletion"))]
-        cells.append(f"{1000 * e[f'seconds_per_cell_{sizes[0]}']:.1f}")
-        rows.append(cells)
-    return markdown_table(header, rows)
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    grids = {m: {s: [str(p) for p in f] for s, f in v.items()} for m, v in files.items()}
+    return write_outputs(out, _suffix(args), settings, grids, [row for row, _ in results],
+                         [cells for _, cells in results], args.sizes, args.geometry)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True,
-                        metavar="LABEL=CHECKPOINT,CONFIG", help="a model to compare (repeat)")  # fmt: skip
+                        metavar="LABEL=CHECKPOINT,CONFIG",
+                        help="a model to compare (repeat; a repeated LABEL is another seed of that "
+                             "model, pooled into one row)")  # fmt: skip
     parser.add_argument("--out", default="bench/localisation")
     parser.add_argument("--explainers", type=lambda s: s.split(","), default=None,
                         help="comma-separated (default: every registered one the model can use)")  # fmt: skip

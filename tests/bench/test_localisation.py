@@ -151,5 +151,75 @@ def test_grids_are_reused_whatever_the_order_of_the_models(tmp_path):
     assert _reusable(path, expected)
     assert _reusable(path, {**expected, "selected_by": ["b (sha256 2)", "a (sha256 1)"]})
     assert not _reusable(path, {**expected, "selected_by": ["a (sha256 1)", "c (sha256 3)"]})
+    # the same weights in another checkout (other paths) select the same images
+    assert _reusable(path, {**expected, "selected_by": ["/x/b (sha256 2)", "/y/a (sha256 1)"]})
     assert not _reusable(path, {**expected, "seed": 1})
     assert not _reusable(tmp_path / "missing.json", expected)
+
+
+def test_seeds_of_a_model_are_pooled_into_one_row(models, tmp_path):
+    _, specs = models
+    seeds = ["fc=" + spec.partition("=")[2] for spec in specs]  # fc0 and fc1 as two seeds of "fc"
+    out = tmp_path / "board"
+    document = main([
+        *[a for spec in seeds for a in ("--model", spec)], "--out", str(out),
+        "--explainers", "cam,saliency", "--sizes", "2", "--count", "3", "--costly-grids", "1",
+        "--image-limit", "4", "--device", "cpu",
+    ])  # fmt: skip
+    runs, entries = document["runs"], document["entries"]
+    assert [(r["run"], r["explainer"]) for r in runs] == [
+        (f"fc/{i}", x) for i in (0, 1) for x in ("cam", "saliency")
+    ]
+    assert [(e["model"], e["explainer"], e["seeds"]) for e in entries] == [
+        ("fc", "cam", 2), ("fc", "saliency", 2)
+    ]  # fmt: skip
+    for entry in entries:
+        own = [r for r in runs if r["explainer"] == entry["explainer"]]
+        values = [r["gridpg_2"]["value"] for r in own]
+        summary = entry["gridpg_2"]
+        assert summary["value"] == pytest.approx(sum(values) / 2)
+        assert summary["std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+        assert summary["count"] == 24 and summary["seed_values"] == values
+        assert entry["insertion"] == pytest.approx(sum(r["insertion"] for r in own) / 2)
+    # both seeds select the grids and are scored on the same cells, in their own folders
+    grids = json.loads((out / "grids" / "composites_2x2.json").read_text())
+    assert len(grids["selected_by"]) == 2
+    for i in (0, 1):
+        assert (out / "runs" / "fc" / str(i) / "cam" / "gridpg_2x2" / "results.json").is_file()
+    table = (out / "leaderboard.md").read_text()
+    assert "| seeds |" in table and "mean ± sd over seeds (median)" in table
+    assert table.count("| fc | cam | all | 2 |") == 1 and " ± " in table
+
+
+def test_the_same_checkpoint_twice_is_refused(models):
+    from bench.localisation import instances
+
+    _, specs = models
+    spec = specs[0].partition("=")[2]
+    with pytest.raises(SystemExit, match="given twice"):
+        instances([f"fc={spec}", f"fc={spec}"])
+
+
+def test_pooled_figures_with_known_answers():
+    from bench.localisation_table import aggregate, table
+
+    def run(model, value, cells, insertion):
+        return {"model": model, "explainer": "slot", "grids": "all", "images": 4,
+                "gridpg_2": {"value": value, "count": len(cells), "chance": 0.25},
+                "seconds_per_cell_2": 0.01, "insertion": insertion}  # fmt: skip
+
+    runs = [run("pos", 0.2, [0.0, 0.4], 0.5), run("pos", 0.4, [0.3, 0.5], 0.7),
+            run("fc", 0.6, [0.6], 0.9)]  # fmt: skip
+    cells = [{2: ([0.0, 0.4], 0.25)}, {2: ([0.3, 0.5], 0.25)}, {2: ([0.6], 0.25)}]
+    rows, values, chance = aggregate(runs, cells, [2])
+    pos, fc = rows
+    assert pos["seeds"] == 2 and pos["gridpg_2"]["value"] == pytest.approx(0.3)
+    assert pos["gridpg_2"]["std"] == pytest.approx(0.141421356)
+    assert pos["gridpg_2"]["median"] == pytest.approx(0.35)  # of the pooled 0, .3, .4, .5
+    assert pos["insertion"] == pytest.approx(0.6) and "precision" not in pos
+    assert fc["seeds"] == 1 and fc["gridpg_2"]["std"] is None
+    assert values[2] == {"pos/slot": [0.0, 0.4, 0.3, 0.5], "fc/slot": [0.6]}
+    assert chance[2] == {"pos/slot": 0.25, "fc/slot": 0.25}
+    markdown = table(rows, [2])
+    assert "| pos | slot | all | 2 | 0.300 ± 0.141 (0.350) |" in markdown
+    assert "| fc | slot | all | 1 | 0.600 (0.600) |" in markdown
