@@ -1,6 +1,6 @@
 """The localisation leaderboard: every registered explainer on the given checkpoints, GridPG 2×2
-and 3×3 on shared grids, precision where the dataset has masks, insertion / deletion and each
-method's cost.
+and 3×3 on shared grids, precision where the dataset has masks, area, insertion / deletion and
+each method's cost.
 
 Run (the lead's zoo models; any number of ``--model LABEL=CHECKPOINT,CONFIG``)::
 
@@ -20,8 +20,8 @@ its labels). For each group and grid size one grids file is built from the image
 of the group classifies correctly with ``p ≥ --threshold`` (``grids/<dataset>_<n>x<n>.json``) and
 the first ``--costly-grids`` of them form the costly methods' subset (``…_subset.json``). Each
 (model, explainer) is then evaluated by ``evaluate()`` — GridPG on the grids (``--geometry``), and
-on the first ``--image-limit`` test images insertion, deletion and, where the dataset has boxes or
-masks, precision. Methods in ``--costly`` use the subset (stated in the table). Cost: the seconds
+on the first ``--image-limit`` test images insertion, deletion, area and, where the dataset has
+boxes or masks, precision. Methods in ``--costly`` use the subset (stated in the table). Cost: the seconds
 of the GridPG run (on the shared grids file no pass over the split is needed: the grids' forward
 passes and maps only) divided by its cells. A run whose results.json exists is reused (an interrupted leaderboard
 resumes; delete `--out` to start over; a grids file made by the same models with the same settings
@@ -54,8 +54,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-#: Methods costing many forward passes per map, run on the grid subset by default.
-COSTLY = ("occlusion", "lime", "rise", "scorecam", "meaningful_perturbation",
+#: Methods costing many forward (or forward-backward) passes per map — integration steps, noise
+#: samples, masks, windows, channels or optimisation steps — run on the grid subset by default.
+#: The others take one pass per map (SCOUTER's own maps one per grid): the cheap leaderboard.
+COSTLY = ("ig", "smoothgrad", "occlusion", "lime", "rise", "scorecam", "meaningful_perturbation",
           "extremal_perturbation", "blur_ig")  # fmt: skip
 
 
@@ -306,6 +308,12 @@ def score(
     for metric, summary in results["explanations"][explainer]["metrics"].items():
         row[metric] = summary["value"]
     row["images"] = results["num_images"]
+    # Area needs the maps only (no perturbation passes): its own run on the same images, so image
+    # runs made without it are reused and the column costs one map per image.
+    results = evaluate_once(EvaluationOptions(**base, out=out / "runs" / run / explainer / "area",
+                                              metrics=["area"], limit=limit),
+                            {"evaluation": {"limit": limit}})  # fmt: skip
+    row["area"] = results["explanations"][explainer]["metrics"]["area"]["value"]
     return row, cells
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from bench.common import markdown_table
 
 #: The image metrics a row carries (averaged over seeds where present).
-IMAGE_METRICS = ("precision", "insertion", "deletion")
+IMAGE_METRICS = ("precision", "area", "insertion", "deletion")
 
 
 def aggregate(
@@ -90,7 +90,7 @@ def table(entries: list[dict[str, Any]], sizes: list[int]) -> str:
     header = ["model", "explainer", "grids"] + (["seeds"] if seeded else [])
     header += [f"GridPG {s}×{s} mean{' ± sd over seeds' if seeded else ''} (median)" for s in sizes]
     header += ["chance " + " / ".join(f"{s}×{s}" for s in sizes)]
-    header += ["precision", "insertion ↑", "deletion ↓", "ms / cell"]
+    header += ["precision", "area ↓", "insertion ↑", "deletion ↓", "ms / cell"]
     rows = []
     for e in entries:
         cells = [e["model"], e["explainer"], e["grids"]]

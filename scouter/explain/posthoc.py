@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from scouter.explain.base import (
@@ -144,6 +145,8 @@ class SmoothGradExplainer(PixelExplainer):
             of the value range of ImageNet-normalised images (≈ [−2.1, 2.6]), the paper's setting.
         reduce: channel reduction (default ``"sum_abs"``).
         batch_size: noisy copies per forward pass, and (image, class) pairs for ``"all"``.
+        seed: seed of the noise, drawn anew for each call (the same batch gives the same map; the
+            global RNG is untouched).
     """
 
     name = "smoothgrad"
@@ -154,26 +157,34 @@ class SmoothGradExplainer(PixelExplainer):
         stdev: float = 0.6,
         reduce: ChannelReduction | None = None,
         batch_size: int = 64,
+        seed: int = 0,
     ) -> None:
         self.samples = integer_setting(self.name, "samples", samples, 1, "noisy copies per image")
         if not float(stdev) >= 0:
             raise ValueError(f"explainer 'smoothgrad': stdev must be >= 0, got {stdev!r}")
         self.stdev = float(stdev)
-        super().__init__(reduce, batch_size, samples=self.samples, stdev=self.stdev)
+        self.seed = integer_setting(self.name, "seed", seed, None)
+        super().__init__(reduce, batch_size, samples=self.samples, stdev=self.stdev,
+                         seed=self.seed)  # fmt: skip
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         from captum.attr import NoiseTunnel, Saliency
 
         tunnel = NoiseTunnel(Saliency(logits_function(model)))
-        return tunnel.attribute(
-            images,
-            nt_type="smoothgrad",
-            nt_samples=self.samples,
-            nt_samples_batch_size=max(1, self.batch_size // max(1, len(images))),
-            stdevs=self.stdev,
-            target=targets,
-            abs=True,
-        )
+        # captum draws the noise from the global generator of the images' device: seed a forked
+        # one, so a map does not depend on what ran before it in the process.
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            return tunnel.attribute(
+                images,
+                nt_type="smoothgrad",
+                nt_samples=self.samples,
+                nt_samples_batch_size=max(1, self.batch_size // max(1, len(images))),
+                stdevs=self.stdev,
+                target=targets,
+                abs=True,
+            )
 
 
 @register_explainer

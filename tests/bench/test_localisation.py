@@ -68,6 +68,12 @@ def test_leaderboard_smoke(models, tmp_path):
         assert e["grids"] == ("subset" if e["explainer"] == "occlusion" else "all")
         assert e["images"] == (2 if e["explainer"] == "occlusion" else 4)
         assert "insertion" in e and "deletion" in e
+        # area: its own run on the same images (the mean min-max-normalised map, in (0, 1])
+        area = json.loads((out / "runs" / e["model"] / e["explainer"] / "area" /
+                           "results.json").read_text())  # fmt: skip
+        assert area["num_images"] == e["images"]
+        expected = area["explanations"][e["explainer"]]["metrics"]["area"]["value"]
+        assert e["area"] == expected and 0 < e["area"] <= 1
     # one grids file, selected by both models, behind every model's runs
     grids = json.loads((out / "grids" / "composites_2x2.json").read_text())
     assert len(grids["selected_by"]) == 2 and grids["count"] == 3
@@ -206,7 +212,8 @@ def test_pooled_figures_with_known_answers():
     def run(model, value, cells, insertion):
         return {"model": model, "explainer": "slot", "grids": "all", "images": 4,
                 "gridpg_2": {"value": value, "count": len(cells), "chance": 0.25},
-                "seconds_per_cell_2": 0.01, "insertion": insertion}  # fmt: skip
+                "seconds_per_cell_2": 0.01, "insertion": insertion,
+                "area": insertion / 10}  # fmt: skip
 
     runs = [run("pos", 0.2, [0.0, 0.4], 0.5), run("pos", 0.4, [0.3, 0.5], 0.7),
             run("fc", 0.6, [0.6], 0.9)]  # fmt: skip
@@ -217,9 +224,23 @@ def test_pooled_figures_with_known_answers():
     assert pos["gridpg_2"]["std"] == pytest.approx(0.141421356)
     assert pos["gridpg_2"]["median"] == pytest.approx(0.35)  # of the pooled 0, .3, .4, .5
     assert pos["insertion"] == pytest.approx(0.6) and "precision" not in pos
+    assert pos["area"] == pytest.approx(0.06)
     assert fc["seeds"] == 1 and fc["gridpg_2"]["std"] is None
     assert values[2] == {"pos/slot": [0.0, 0.4, 0.3, 0.5], "fc/slot": [0.6]}
     assert chance[2] == {"pos/slot": 0.25, "fc/slot": 0.25}
     markdown = table(rows, [2])
     assert "| pos | slot | all | 2 | 0.300 ± 0.141 (0.350) |" in markdown
     assert "| fc | slot | all | 1 | 0.600 (0.600) |" in markdown
+    assert "| 0.250 |  | 0.060 | 0.600 |" in markdown  # chance, no precision, area, insertion
+
+
+def test_every_registered_explainer_is_cheap_or_costly_by_its_passes():
+    """The default ``--costly`` set: every multi-pass method; a newly registered explainer must be
+    placed deliberately (the cheap leaderboard's time depends on it)."""
+    from bench.localisation import COSTLY
+    from scouter.explain import list_explainers
+
+    single_pass = {"cam", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
+                   "saliency", "slot", "slot_contribution"}  # fmt: skip
+    assert set(list_explainers()) - set(COSTLY) == single_pass
+    assert set(COSTLY) <= set(list_explainers())

@@ -49,13 +49,31 @@ def test_integrated_gradients_are_complete(fc_model, images):
 
 
 def test_smoothgrad_equals_captum_noise_tunnel(fc_model, images):
-    torch.manual_seed(3)
-    ours = get_explainer("smoothgrad", samples=4, stdev=0.3)(fc_model, images, target=TARGETS)
-    torch.manual_seed(3)
+    ours = get_explainer("smoothgrad", samples=4, stdev=0.3, seed=3)(
+        fc_model, images, target=TARGETS
+    )
+    torch.manual_seed(3)  # the explainer's seed, on captum's global generator
     direct = NoiseTunnel(Saliency(logits_of(fc_model))).attribute(
         images, nt_type="smoothgrad", nt_samples=4, stdevs=0.3, target=TARGETS
     )
     torch.testing.assert_close(ours.maps, direct.abs().sum(1, keepdim=True), rtol=1e-4, atol=1e-6)
+
+
+def test_smoothgrad_noise_is_seeded_and_leaves_the_global_generator_alone(fc_model, images):
+    """A map must not depend on what ran before it in the process (a leaderboard's worker runs
+    many explainers one after another): same seed, same map, whatever the global RNG state."""
+    explainer = get_explainer("smoothgrad", samples=4, stdev=0.3)
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    first = explainer(fc_model, images, target=TARGETS).maps
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(100)  # advance the global generator
+    again = explainer(fc_model, images, target=TARGETS).maps
+    other = get_explainer("smoothgrad", samples=4, stdev=0.3, seed=1)(
+        fc_model, images, target=TARGETS
+    ).maps
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert not torch.allclose(first, other)
 
 
 def test_saliency_and_guided_backprop_equal_captum(fc_model, images):
