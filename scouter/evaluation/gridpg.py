@@ -10,6 +10,7 @@ SCOUTER's ``slot`` explainer gets all of them from one forward pass) and scores 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,22 @@ def _build(plan: GridPGPlan, labels: list[int], eligible: Tensor, ids: list[str]
     return grids
 
 
+def _per_tile(explainer: Any, pixels: int) -> Any:
+    """A copy of ``explainer`` whose passes take ``pixels`` times fewer items (at least one).
+
+    A tile grid has n² times the input's pixels, so an unscaled pass of ``batch_size`` (image,
+    class) pairs needs n² times the memory it needs at the input size: 10 GB (Saliency) to 18 GB
+    (Guided Grad-CAM) for 3×3 tiles of the 128 px composites on CPU. Scaled, a pass holds the
+    pixels it holds at the input size; the maps do not depend on it.
+    """
+    size = getattr(explainer, "batch_size", None)
+    if not isinstance(size, int) or pixels == 1:
+        return explainer
+    scaled = copy.copy(explainer)
+    scaled.batch_size = max(1, size // pixels)
+    return scaled
+
+
 def run_gridpg(
     plan: GridPGPlan,
     *,
@@ -187,6 +204,8 @@ def run_gridpg(
         plan.grids = _build(plan, labels, eligible, ids, name)
         plan.built = True
     grids, n = plan.grids, plan.size
+    if plan.geometry == "tile":
+        explainers = {name: _per_tile(explainer, n * n) for name, explainer in explainers.items()}
     sign = getattr(getattr(model, "config", None), "sign", 1)
     metrics, settings = {}, {}
     for name, explainer in explainers.items():
@@ -196,6 +215,7 @@ def run_gridpg(
             "size": n, "geometry": plan.geometry, "threshold": plan.threshold,
             "count": grids.count, "evidence": evidence, "chance": metrics[name].chance,
             "grids_file": str(plan.path),
+            **({"batch_size": explainer.batch_size} if hasattr(explainer, "batch_size") else {}),
         }  # fmt: skip
     rows: list[dict[str, Any]] = []
     shown: list[dict[str, Any]] = []

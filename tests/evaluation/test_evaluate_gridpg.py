@@ -248,3 +248,48 @@ def test_too_few_confident_classes_writes_nothing(workdir, tmp_path, capsys):
     assert code == 2
     assert "lower the confidence threshold" in capsys.readouterr().err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_tile_grids_take_n2_fewer_items_per_explainer_pass(workdir, tmp_path, monkeypatch):
+    """A 2×2 tile grid has 4× the input's pixels, so each explainer pass takes 4× fewer
+    (image, class) pairs (unscaled, 3×3 tiles of 128 px images took 10–18 GB on CPU); the
+    scores do not depend on it."""
+    from scouter.explain.posthoc import SaliencyExplainer
+
+    passes: list[tuple[int, tuple[int, int]]] = []
+    explain = SaliencyExplainer.explain
+
+    def spy(self, model, images, targets):
+        passes.append((images.shape[0], tuple(images.shape[-2:])))
+        return explain(self, model, images, targets)
+
+    monkeypatch.setattr(SaliencyExplainer, "explain", spy)
+    grids_file = tmp_path / "grids.json"
+
+    def run(name, geometry, batch_size):
+        passes.clear()
+        results = evaluate(_options(
+            workdir, "fc", tmp_path / name, explainers=["saliency"], gridpg_count=4,
+            gridpg_grids=grids_file, gridpg_geometry=geometry,
+            explainer_settings={"saliency": {"batch_size": batch_size}},
+        ))  # fmt: skip
+        grid_passes = [
+            count for count, size in passes if size == tuple(results["gridpg"]["grid_image_size"])
+        ]
+        values = [float(r["saliency/gridpg"]) for r in _cells(_rows(tmp_path / name))]
+        return results, grid_passes, values
+
+    # data batches of 8 cells: 2 grids, 8 pairs; 8 // 4 = 2 pairs per 64 px pass
+    tiled, tiled_passes, tiled_values = run("tile", "tile", 8)
+    assert tiled["gridpg"]["grid_image_size"] == [64, 64]
+    assert max(tiled_passes) == 2 and sum(tiled_passes) == 16
+    assert tiled["explanations"]["saliency"]["metrics"]["gridpg"]["settings"]["batch_size"] == 2
+    _, one_passes, one_values = run("tile_one", "tile", 1)
+    assert max(one_passes) == 1 and sum(one_passes) == 16
+    # equal up to float noise of the pass size, which a gradient can carry across a ReLU or
+    # max-pool tie (at most 5e-4 here, in one grid)
+    assert one_values == pytest.approx(tiled_values, abs=2e-3)
+    # rescaled grids have the input's pixels: passes keep the explainer's batch size
+    rescaled, rescaled_passes, _ = run("rescale", "rescale", 8)
+    assert max(rescaled_passes) == 8 and sum(rescaled_passes) == 16
+    assert rescaled["explanations"]["saliency"]["metrics"]["gridpg"]["settings"]["batch_size"] == 8

@@ -161,3 +161,31 @@ def test_bad_integer_settings_fail_at_construction_naming_the_setting(name, sett
 def test_integral_settings_are_accepted_as_ints():
     explainer = get_explainer("ig", steps=16.0, batch_size=8)
     assert explainer.steps == 16 and isinstance(explainer.settings["steps"], int)
+
+
+def test_each_pass_of_several_classes_lets_its_graph_go_before_the_next(images):
+    """A pass whose map is still joined to its graph (Guided Grad-CAM's is) must not keep that
+    graph's activations alive while later passes run: they add up to gigabytes on large
+    images."""
+    import gc
+    import weakref
+
+    from scouter.explain.base import Explainer
+
+    alive: list[bool] = []
+    previous: list[weakref.ref] = []
+
+    class Joined(Explainer):
+        name = "joined"
+
+        def explain(self, model, images, targets):
+            gc.collect()
+            alive.extend(ref() is not None for ref in previous)
+            activation = images * 2.0  # saved by the product below: alive while the graph is
+            previous.append(weakref.ref(activation))
+            return (activation * activation).mean(1, keepdim=True)
+
+    model = torch.nn.Linear(1, 3)
+    explanation = Joined(batch_size=2)(model, images, target=torch.zeros(len(images), 3).long())
+    assert explanation.maps.shape == (len(images), 3, *images.shape[-2:])
+    assert len(previous) == (len(images) * 3 + 1) // 2 and alive and not any(alive)
